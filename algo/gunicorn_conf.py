@@ -1,0 +1,40 @@
+"""gunicorn's settings, derived from the same environment as nginx's (sagemaker_byo.settings).
+
+`serve` passes `--bind` (a unix socket behind nginx, or the port itself with --no-nginx).
+Run `python gunicorn_conf.py` to print the effective settings as JSON.
+"""
+
+import gc
+import json
+
+from sagemaker_byo import settings
+
+_serving = settings.serving()
+
+workers = _serving.workers
+worker_class = "sync"  # gevent breaks libraries that cannot be monkey-patched
+# nginx answers a slow request at MODEL_SERVER_TIMEOUT with a clear 504; gunicorn replaces the
+# stuck worker a moment later.
+timeout = _serving.timeout + settings.WORKER_TIMEOUT_MARGIN
+graceful_timeout = settings.SHUTDOWN_GRACE
+preload_app = _serving.preload  # load the model once, before forking, so workers share it
+worker_tmp_dir = "/dev/shm"  # heartbeats; /dev/shm stays writable on a read-only root file system
+accesslog = None  # nginx logs each invocation once; /ping is not logged at all
+errorlog = "-"
+loglevel = {10: "debug", 20: "info", 30: "warning", 40: "error"}.get(_serving.log_level, "info")
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+
+def pre_fork(server, worker):
+    # Objects created before the fork (the model above all) are never touched by the collector
+    # again, so their pages stay shared between the workers instead of being copied.
+    gc.freeze()
+
+
+if __name__ == "__main__":
+    print(json.dumps({
+        "workers": workers, "worker_class": worker_class, "timeout": timeout,
+        "graceful_timeout": graceful_timeout, "preload_app": preload_app, "loglevel": loglevel,
+    }))

@@ -1,0 +1,41 @@
+"""The inference code: SageMaker runs `docker run IMAGE serve`, and this is what answers.
+
+Edit the four hooks to change how the model is loaded, how a request becomes model input, how
+predictions are made and how they are written back. The Flask app built from them at the bottom
+serves /ping and /invocations; the SageMaker plumbing lives in sagemaker_byo.
+
+    model_fn(model_dir)               -> the model, loaded once when the server starts
+    input_fn(input_data, content_type) -> model input (the request body is bytes)
+    predict_fn(data, model)           -> predictions
+    output_fn(prediction, accept)     -> the response body, in the negotiated `accept` type
+"""
+
+from __future__ import annotations
+
+import os
+
+import joblib
+
+from sagemaker_byo import decoders, encoders
+from sagemaker_byo.server import Hooks, create_app
+
+MODEL_FILE = "model.joblib"  # as written by algo/train
+
+
+def model_fn(model_dir: str):
+    return joblib.load(os.path.join(model_dir, MODEL_FILE))
+
+
+def input_fn(input_data: bytes, content_type: str):
+    return decoders.decode(input_data, content_type)
+
+
+def predict_fn(data, model):
+    return model.predict(data)
+
+
+def output_fn(prediction, accept: str) -> bytes:
+    return encoders.encode(prediction, accept)
+
+
+app = create_app(Hooks(model_fn, input_fn, predict_fn, output_fn, accept_types=tuple(encoders.ENCODERS)))

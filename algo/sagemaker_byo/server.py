@@ -1,0 +1,160 @@
+"""The HTTP side of SageMaker's serving contract, built around the four inference hooks.
+
+`invoke` is the pipeline as a plain function (input_fn -> predict_fn -> output_fn), tested
+without a server; `create_app` is the thin Flask shell: /ping, /invocations and
+/execution-parameters, and one handler that turns an `HTTPError` into a short text answer.
+The model is loaded when the app is created (in gunicorn's master, before the workers fork).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
+
+from . import media, settings
+from .errors import BadRequest, HTTPError, ModelNotReady, PayloadTooLarge
+
+log = logging.getLogger("serve")
+
+
+@dataclass(frozen=True)
+class Hooks:
+    model_fn: Callable[[str], Any]
+    input_fn: Callable[[bytes, str], Any]
+    predict_fn: Callable[[Any, Any], Any]
+    output_fn: Callable[[Any, str], bytes | str]
+    accept_types: tuple[str, ...]  # what output_fn can produce
+
+
+@dataclass
+class LoadedModel:
+    model: Any = None
+    error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.error is None
+
+
+def load_model(hooks: Hooks, model_dir: Path) -> LoadedModel:
+    started = time.monotonic()
+    try:
+        model = hooks.model_fn(str(model_dir))
+    except Exception as error:  # noqa: BLE001 - reported, and /ping answers 503
+        reason = f"{type(error).__name__}: {error}"
+        log.exception("could not load the model from %s: %s; /ping will answer 503", model_dir, reason)
+        return LoadedModel(error=reason)
+    log.info("model loaded from %s in %.2fs", model_dir, time.monotonic() - started)
+    return LoadedModel(model=model)
+
+
+def check_features(data: Any, model: Any) -> None:
+    """A wrong number of columns is the caller's mistake; say so before the model does."""
+    expected = getattr(model, "n_features_in_", None)
+    shape = getattr(data, "shape", None)
+    if expected is not None and shape is not None and len(shape) == 2 and shape[1] != expected:
+        raise BadRequest(f"each row needs {expected} features, got {shape[1]}")
+
+
+def invoke(hooks: Hooks, loaded: LoadedModel, body: bytes, content_type: str | None,
+           accept: str | None, config: settings.Serving) -> tuple[bytes, str]:
+    """One /invocations request: the response body and its media type, or an HTTPError."""
+    if not loaded.ready:
+        raise ModelNotReady(f"the model is not loaded ({loaded.error})")
+    if len(body) > config.max_payload_bytes:
+        raise PayloadTooLarge(f"the body is larger than the limit of {config.max_payload_mb} MB")
+    if not body:
+        raise BadRequest("the request body is empty; send one or more rows")
+    answer_type = media.negotiate(accept, hooks.accept_types, config.default_accept)
+    data = hooks.input_fn(body, content_type)
+    check_features(data, loaded.model)
+    try:
+        prediction = hooks.predict_fn(data, loaded.model)
+    except ValueError as error:  # scikit-learn's word for input it cannot use
+        raise BadRequest(f"the model cannot use this input: {error}") from None
+    output = hooks.output_fn(prediction, answer_type)
+    return (output.encode() if isinstance(output, str) else output), answer_type
+
+
+def _text(message: str, status: int) -> Response:
+    return Response(message + "\n", status=status, mimetype="text/plain")
+
+
+def configure_logging(level: int) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def create_app(hooks: Hooks, config: settings.Serving | None = None,
+               paths: settings.Paths | None = None) -> Flask:
+    config = config or settings.serving()
+    paths = paths or settings.paths()
+    configure_logging(config.log_level)
+    if config.default_accept not in hooks.accept_types:
+        raise settings.SettingsError(
+            f"{settings.DEFAULT_ACCEPT}={config.default_accept!r} is not one of {', '.join(hooks.accept_types)}"
+        )
+    loaded = load_model(hooks, paths.model)
+
+    app = Flask("sagemaker_byo")
+    app.config["MAX_CONTENT_LENGTH"] = None  # the limit is ours, with our message
+    app.extensions["sagemaker_model"] = loaded
+
+    @app.get("/ping")
+    def ping() -> Response:
+        if loaded.ready:
+            return Response(status=200)
+        return _text(f"the model is not loaded: {loaded.error}", 503)
+
+    @app.post("/invocations")
+    def invocations() -> Response:
+        length = request.content_length
+        if length is not None and length > config.max_payload_bytes:
+            raise PayloadTooLarge(f"the body is larger than the limit of {config.max_payload_mb} MB")
+        body, answer_type = invoke(
+            hooks, loaded, request.get_data(cache=False), request.headers.get("Content-Type"),
+            request.headers.get("Accept"), config,
+        )
+        return Response(body, status=200, content_type=answer_type)
+
+    @app.get("/execution-parameters")
+    def execution_parameters() -> Response:
+        body = {
+            "MaxConcurrentTransforms": config.workers,
+            "BatchStrategy": "MULTI_RECORD",
+            "MaxPayloadInMB": config.max_payload_mb,
+        }
+        return Response(json.dumps(body), status=200, mimetype="application/json")
+
+    @app.errorhandler(HTTPError)
+    def http_error(error: HTTPError) -> Response:
+        if error.status >= 500:
+            log.error("%s: %s", error.status, error.message)
+        return _text(error.message, error.status)
+
+    @app.errorhandler(WerkzeugHTTPException)
+    def werkzeug_error(error: WerkzeugHTTPException) -> Response:
+        if error.code == 404:
+            return _text(f"no route {request.path}; this server answers /ping and /invocations", 404)
+        if error.code == 405:
+            return _text(f"{request.method} is not allowed on {request.path}", 405)
+        return _text(f"{error.name}: {error.description}", error.code or 400)
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _text("internal error in the inference code; the server log has the details", 500)
+
+    return app

@@ -1,0 +1,180 @@
+"""Every environment variable the container reads, with its default, in one place.
+
+Paths are rooted at /opt/ml as SageMaker lays them out; SAGEMAKER_BASE_DIR moves the
+root (tests and host runs use it). Read once, through `paths()` and `serving()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# Names of the environment variables, with their defaults beside them.
+BASE_DIR = "SAGEMAKER_BASE_DIR"  # default /opt/ml
+LOG_LEVEL = "SAGEMAKER_CONTAINER_LOG_LEVEL"  # default INFO; a name or a number ("20")
+BIND_TO_PORT = "SAGEMAKER_BIND_TO_PORT"  # default 8080 (inference pipelines set it)
+WORKERS = "MODEL_SERVER_WORKERS"  # default: the CPUs this process may use
+TIMEOUT = "MODEL_SERVER_TIMEOUT"  # default 60 seconds, for nginx and gunicorn alike
+BATCH = "SAGEMAKER_BATCH"  # "true" in a batch transform
+MAX_PAYLOAD_IN_MB = "SAGEMAKER_MAX_PAYLOAD_IN_MB"  # default 6 (SageMaker's real-time limit)
+DEFAULT_ACCEPT = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"  # default text/csv
+INFERENCE_OUTPUT = "SAGEMAKER_INFERENCE_OUTPUT"  # "predictions" (default) or "probabilities"
+RUNTIME_DIR = "SAGEMAKER_RUNTIME_DIR"  # default: a fresh folder under /tmp (sockets, nginx.conf)
+PRELOAD = "MODEL_SERVER_PRELOAD"  # default true: load the model before forking (false if not fork-safe)
+
+DEFAULT_BASE_DIR = "/opt/ml"
+DEFAULT_PORT = 8080
+DEFAULT_TIMEOUT = 60
+DEFAULT_MAX_PAYLOAD_IN_MB = 6
+MAX_BATCH_PAYLOAD_IN_MB = 100  # SageMaker's ceiling for a batch transform mini-batch
+MB = 1024 * 1024
+SHUTDOWN_GRACE = 25  # seconds to finish in-flight requests after SIGTERM; SageMaker kills at 30
+WORKER_TIMEOUT_MARGIN = 5  # gunicorn replaces a stuck worker this long after nginx gave up on it
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the container cannot use."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The /opt/ml layout of a training job or an endpoint."""
+
+    base: Path
+
+    @property
+    def input_config(self) -> Path:
+        return self.base / "input" / "config"
+
+    @property
+    def hyperparameters(self) -> Path:
+        return self.input_config / "hyperparameters.json"
+
+    @property
+    def input_data_config(self) -> Path:
+        return self.input_config / "inputdataconfig.json"
+
+    @property
+    def resource_config(self) -> Path:
+        return self.input_config / "resourceconfig.json"
+
+    @property
+    def checkpoint_config(self) -> Path:
+        return self.input_config / "checkpointconfig.json"
+
+    @property
+    def data(self) -> Path:
+        return self.base / "input" / "data"
+
+    def channel(self, name: str) -> Path:
+        return self.data / name
+
+    @property
+    def model(self) -> Path:
+        return self.base / "model"
+
+    @property
+    def output(self) -> Path:
+        return self.base / "output"
+
+    @property
+    def output_data(self) -> Path:
+        return self.output / "data"
+
+    @property
+    def failure(self) -> Path:
+        return self.output / "failure"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.base / "checkpoints"
+
+
+def paths(env: dict[str, str] | None = None) -> Paths:
+    env = os.environ if env is None else env
+    return Paths(Path(env.get(BASE_DIR) or DEFAULT_BASE_DIR))
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What the model server needs to know, derived once so nginx, gunicorn and the app agree."""
+
+    port: int
+    workers: int
+    timeout: int
+    batch: bool
+    max_payload_mb: int
+    default_accept: str
+    inference_output: str
+    log_level: int
+    preload: bool
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self.max_payload_mb * MB
+
+
+def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} is outside {low}..{high}")
+    return value
+
+
+def _bool(env: dict[str, str], name: str, default: bool = False) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not true or false")
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def log_level(env: dict[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    raw = env.get(LOG_LEVEL, "").strip()
+    if not raw:
+        return logging.INFO
+    if raw.isdigit():
+        return int(raw)
+    level = logging.getLevelName(raw.upper())
+    if not isinstance(level, int):
+        raise SettingsError(f"{LOG_LEVEL}={raw!r} is not a log level (DEBUG, INFO, WARNING, ERROR)")
+    return level
+
+
+def serving(env: dict[str, str] | None = None) -> Serving:
+    env = os.environ if env is None else env
+    batch = _bool(env, BATCH)
+    ceiling = MAX_BATCH_PAYLOAD_IN_MB if batch else 1024
+    inference_output = env.get(INFERENCE_OUTPUT, "").strip().lower() or "predictions"
+    if inference_output not in {"predictions", "probabilities"}:
+        raise SettingsError(f"{INFERENCE_OUTPUT}={inference_output!r}: use 'predictions' or 'probabilities'")
+    return Serving(
+        port=_int(env, BIND_TO_PORT, DEFAULT_PORT, 1, 65535),
+        workers=_int(env, WORKERS, cpu_count(), 1, 1024),
+        timeout=_int(env, TIMEOUT, DEFAULT_TIMEOUT, 1, 3600),
+        batch=batch,
+        max_payload_mb=_int(env, MAX_PAYLOAD_IN_MB, DEFAULT_MAX_PAYLOAD_IN_MB, 1, ceiling),
+        default_accept=env.get(DEFAULT_ACCEPT, "").strip() or "text/csv",
+        inference_output=inference_output,
+        log_level=log_level(env),
+        preload=_bool(env, PRELOAD, default=True),
+    )

@@ -1,0 +1,203 @@
+"""`serve`: start gunicorn, then nginx in front of it, and watch both.
+
+- gunicorn loads the model and binds a unix socket; nginx starts only once that socket exists,
+  so its first /ping is never a 502.
+- SIGTERM (or SIGINT): nginx stops accepting and finishes in-flight requests, then gunicorn
+  stops; exit 0. Whatever is still running after SHUTDOWN_GRACE seconds is killed and logged.
+- nginx or gunicorn dying on its own: stop the other and exit 1, so SageMaker replaces the
+  container.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import settings
+
+log = logging.getLogger("serve")
+
+ALGO_DIR = Path(__file__).resolve().parent.parent
+NGINX_TEMPLATE = ALGO_DIR / "nginx.conf"
+GUNICORN_CONF = ALGO_DIR / "gunicorn_conf.py"
+
+
+def render_nginx_conf(config: settings.Serving, runtime_dir: Path, socket: Path,
+                      template: Path = NGINX_TEMPLATE) -> str:
+    values = {
+        "runtime_dir": str(runtime_dir),
+        "socket": str(socket),
+        "port": str(config.port),
+        "max_body_mb": str(config.max_payload_mb),
+        # Hold bodies up to 1 MB in memory; larger ones go to a file under the runtime folder.
+        "body_buffer_kb": str(min(config.max_payload_mb * 1024, 1024)),
+        "timeout": str(config.timeout),
+    }
+    text = template.read_text()
+    for name, value in values.items():
+        text = text.replace("{{" + name + "}}", value)
+    if "{{" in text:
+        raise ValueError(f"{template} has a placeholder serve does not fill: {text[text.index('{{'):][:40]}")
+    return text
+
+
+class Supervisor:
+    def __init__(self, config: settings.Serving, runtime_dir: Path, use_nginx: bool) -> None:
+        self.config = config
+        self.runtime_dir = runtime_dir
+        self.use_nginx = use_nginx
+        self.socket = runtime_dir / "gunicorn.sock"
+        self.children: dict[int, str] = {}
+        self.stopping = False
+        self.failed: str | None = None
+
+    # -- starting -----------------------------------------------------------------------
+    def _spawn(self, name: str, command: list[str]) -> int:
+        # Each child leads its own process group, so stopping it takes its workers along.
+        process = subprocess.Popen(command, cwd=ALGO_DIR, start_new_session=True)
+        self.children[process.pid] = name
+        log.info("started %s (pid %d)", name, process.pid)
+        return process.pid
+
+    def start_gunicorn(self) -> int:
+        bind = f"unix:{self.socket}" if self.use_nginx else f"0.0.0.0:{self.config.port}"
+        return self._spawn("gunicorn", [
+            sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF),
+            "--bind", bind, "--chdir", str(ALGO_DIR), "wsgi:app",
+        ])
+
+    def start_nginx(self) -> int:
+        conf = self.runtime_dir / "nginx.conf"
+        conf.write_text(render_nginx_conf(self.config, self.runtime_dir, self.socket))
+        return self._spawn("nginx", ["nginx", "-e", "stderr", "-p", str(self.runtime_dir), "-c", str(conf)])
+
+    def wait_for_socket(self, gunicorn: int) -> bool:
+        """Until gunicorn listens (after loading the model); False if it died or we were stopped."""
+        while not self.stopping:
+            if self.socket.exists():
+                return True
+            pid, status = os.waitpid(gunicorn, os.WNOHANG)
+            if pid:
+                self.children.pop(pid, None)
+                self.failed = f"gunicorn exited with code {os.waitstatus_to_exitcode(status)} while starting"
+                return False
+            time.sleep(0.01)
+        return False
+
+    # -- stopping -----------------------------------------------------------------------
+    def _signal(self, name: str, signum: int) -> None:
+        for pid, child in self.children.items():
+            if child == name:
+                try:
+                    os.killpg(pid, signum)
+                except ProcessLookupError:
+                    pass
+
+    def on_stop_signal(self, signum: int, _frame) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        log.info("received %s: finishing in-flight requests (up to %ds), then stopping",
+                 signal.Signals(signum).name, settings.SHUTDOWN_GRACE)
+        signal.alarm(settings.SHUTDOWN_GRACE)
+        # nginx first: it stops accepting at once and still hands in-flight requests to gunicorn.
+        self._signal("nginx" if "nginx" in self.children.values() else "gunicorn",
+                     signal.SIGQUIT if "nginx" in self.children.values() else signal.SIGTERM)
+
+    def on_grace_over(self, _signum: int, _frame) -> None:
+        names = ", ".join(sorted(set(self.children.values()))) or "nothing"
+        log.error("shutdown grace of %ds is over; killing %s and cutting off requests still in flight",
+                  settings.SHUTDOWN_GRACE, names)
+        for name in set(self.children.values()):
+            self._signal(name, signal.SIGKILL)
+
+    def stop_all(self) -> None:
+        """After a child died on its own: stop the rest quickly (SageMaker is waiting to replace us)."""
+        for name in set(self.children.values()):
+            self._signal(name, signal.SIGTERM)
+        deadline = time.monotonic() + 1.0
+        while self.children and time.monotonic() < deadline:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid:
+                self.children.pop(pid, None)
+            else:
+                time.sleep(0.02)
+        for name in set(self.children.values()):
+            self._signal(name, signal.SIGKILL)
+
+    # -- running ------------------------------------------------------------------------
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.on_stop_signal)
+        signal.signal(signal.SIGINT, self.on_stop_signal)
+        signal.signal(signal.SIGALRM, self.on_grace_over)
+        gunicorn = self.start_gunicorn()
+        if self.use_nginx:
+            if not self.wait_for_socket(gunicorn):
+                if self.failed:
+                    log.error("%s; stopping", self.failed)
+                    self.stop_all()
+                    return 1
+            elif not self.stopping:
+                self.start_nginx()
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            name = self.children.pop(pid, None)
+            if name is None:
+                continue  # an orphan reparented to us (we may be PID 1)
+            code = os.waitstatus_to_exitcode(status)
+            if self.stopping:
+                log.info("%s stopped (exit code %d)", name, code)
+                if name == "nginx":
+                    self._signal("gunicorn", signal.SIGTERM)
+                continue
+            log.error("%s exited unexpectedly (exit code %d); stopping the server so SageMaker "
+                      "replaces the container", name, code)
+            try:
+                os.killpg(pid, signal.SIGKILL)  # its workers, if any outlived it
+            except ProcessLookupError:
+                pass
+            self.stop_all()
+            return 1
+        signal.alarm(0)
+        if self.stopping:
+            log.info("server stopped")
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="serve", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--no-nginx", action="store_true",
+        help="let gunicorn bind the port itself (host runs and development; the image always uses nginx)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=settings.log_level(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = settings.serving()
+    except settings.SettingsError as error:
+        log.error("bad configuration: %s", error)
+        return 2
+    runtime_dir = Path(os.environ.get(settings.RUNTIME_DIR) or tempfile.mkdtemp(prefix="sagemaker-serve-"))
+    runtime_dir.mkdir(parents=True, exist_ok=True)
+    runtime_dir.chmod(0o755)  # nginx's workers (user nobody) must reach the socket
+    log.info("serving on port %d with %d workers, timeout %ds, body limit %d MB%s",
+             config.port, config.workers, config.timeout, config.max_payload_mb,
+             "" if not args.no_nginx else " (no nginx)")
+    supervisor = Supervisor(config, runtime_dir, use_nginx=not args.no_nginx)
+    try:
+        return supervisor.run()
+    except Exception:
+        log.exception("serve failed; stopping")
+        supervisor.stop_all()
+        return 1
