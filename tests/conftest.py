@@ -109,7 +109,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, wait_ready: bool = True) -> "Server":
+    def start(self, wait_ready: bool = True) -> Server:
         self.log_path = self.base_dir.parent / f"serve-{self.port}.log"
         env = host_env(self.base_dir, SAGEMAKER_BIND_TO_PORT=str(self.port),
                        MODEL_SERVER_WORKERS=self.env.pop("MODEL_SERVER_WORKERS", "2"), **self.env)

@@ -99,7 +99,8 @@ def _check_ragged(data: bytes, path: Path) -> int:
     """The number of fields per row; a row with another number is a user error naming its line."""
     lines = data.splitlines()
     if b'"' in data:  # quoted fields may hold commas: count properly, slowly
-        counts = np.array([len(row) if row else 0 for row in csv.reader(io.TextIOWrapper(io.BytesIO(data), newline=""))])
+        rows = csv.reader(io.TextIOWrapper(io.BytesIO(data), newline=""))
+        counts = np.array([len(row) if row else 0 for row in rows])
     else:
         counts = np.array([line.count(b",") + 1 if line.strip() else 0 for line in lines])
     nonblank = counts > 0

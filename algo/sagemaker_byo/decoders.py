@@ -7,7 +7,7 @@ message naming the row and column for anything malformed. Empty cells are missin
 from __future__ import annotations
 
 import io
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd

@@ -7,7 +7,7 @@ transform's `AssembleWith=Line` lines them up with the input.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -93,10 +93,12 @@ class Supervisor:
 
     # -- stopping -----------------------------------------------------------------------
     def _signal(self, name: str, signum: int) -> None:
-        for pid, child in self.children.items():
+        """A graceful signal goes to the master, which stops its workers in order; SIGKILL to all."""
+        send = os.killpg if signum == signal.SIGKILL else os.kill
+        for pid, child in list(self.children.items()):
             if child == name:
                 try:
-                    os.killpg(pid, signum)
+                    send(pid, signum)
                 except ProcessLookupError:
                     pass
 

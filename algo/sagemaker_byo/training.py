@@ -17,9 +17,10 @@ import sys
 import tempfile
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import settings
 from .errors import AlgorithmError, TrainingStopped, UserError

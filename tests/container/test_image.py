@@ -1,0 +1,224 @@
+"""The built image, run as SageMaker runs it: `docker run IMAGE train` and `docker run IMAGE serve`.
+
+Needs a Docker engine; containers use the host network (this machine has no bridge).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import requests
+
+from conftest import PAYLOAD, REPO, copy_test_dir, free_port, require, wait_until
+
+IMAGE = os.environ.get("TEST_IMAGE", "sagemaker-byo:test")
+
+
+def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    require(docker_available(), "no Docker engine answers (`docker info` failed)")
+    build = subprocess.run(
+        ["docker", "build", "--network", "host", "-t", IMAGE, str(REPO)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    return IMAGE
+
+
+class Container:
+    """A detached container, removed when the test ends."""
+
+    def __init__(self, image: str, command: str, base_dir: Path, *extra: str, env: dict | None = None):
+        self.name = f"byo-test-{uuid.uuid4().hex[:10]}"
+        env_args = [arg for k, v in (env or {}).items() for arg in ("-e", f"{k}={v}")]
+        docker("run", "-d", "--network", "host", "--name", self.name, "-v", f"{base_dir}:/opt/ml",
+               *env_args, *extra, image, command)
+
+    def status(self) -> dict:
+        return json.loads(docker("inspect", "--format", "{{json .State}}", self.name).stdout)
+
+    def logs(self) -> str:
+        result = docker("logs", self.name, check=False)
+        return result.stdout + result.stderr
+
+    def remove(self) -> None:
+        docker("rm", "-f", self.name, check=False)
+
+
+@pytest.fixture
+def containers():
+    started: list[Container] = []
+
+    def start(*args, **kwargs) -> Container:
+        container = Container(*args, **kwargs)
+        started.append(container)
+        return container
+
+    yield start
+    for container in started:
+        container.remove()
+
+
+@pytest.fixture(scope="session")
+def container_trained_dir(image, tmp_path_factory) -> Path:
+    base = copy_test_dir(tmp_path_factory.mktemp("container") / "ml")
+    result = docker("run", "--rm", "--network", "host", "-v", f"{base}:/opt/ml", image, "train", timeout=300)
+    assert result.returncode == 0, result.stderr
+    return base
+
+
+def wait_ready(url: str, container: Container, timeout: float = 60) -> None:
+    def ready():
+        if not container.status()["Running"]:
+            raise AssertionError(f"container exited:\n{container.logs()}")
+        try:
+            return requests.get(f"{url}/ping", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+    wait_until(ready, timeout, interval=0.1, what="/ping 200 from the container")
+
+
+def test_image_declares_bind_to_port_capability(image):
+    labels = json.loads(docker("inspect", "--format", "{{json .Config.Labels}}", image).stdout)
+    assert labels.get("com.amazonaws.sagemaker.capabilities.accept-bind-to-port") == "true"
+
+
+def test_train_in_container_writes_model_and_metrics(container_trained_dir):
+    model = joblib.load(container_trained_dir / "model" / "model.joblib")
+    description = json.loads((container_trained_dir / "model" / "model.json").read_text())
+    assert description["n_features"] == 4
+    assert description["classes"] == ["setosa", "versicolor", "virginica"]
+    assert list(model.classes_) == description["classes"]
+    assert not (container_trained_dir / "output" / "failure").exists()
+
+
+def test_train_in_container_prints_metrics_for_metric_definitions(image, tmp_path):
+    base = copy_test_dir(tmp_path / "ml")
+    result = docker("run", "--rm", "--network", "host", "-v", f"{base}:/opt/ml", image, "train", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "train:accuracy=" in result.stdout
+    assert "validation:accuracy=" in result.stdout
+
+
+def test_bad_hyperparameter_fails_training_job_with_reason(image, tmp_path):
+    base = copy_test_dir(tmp_path / "ml")
+    (base / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"max_depth": "deep"}))
+    result = docker("run", "--rm", "--network", "host", "-v", f"{base}:/opt/ml", image, "train",
+                    timeout=300, check=False)
+    assert result.returncode != 0
+    reason = (base / "output" / "failure").read_text()
+    assert reason.startswith("UserError:") and "max_depth" in reason
+    assert not (base / "model" / "model.joblib").exists()
+
+
+def test_sigterm_stops_training_running_as_pid_1(image, containers, tmp_path):
+    base = copy_test_dir(tmp_path / "ml")
+    rng = np.random.default_rng(0)
+    rows = 1_500_000
+    data = np.column_stack([rng.integers(0, 3, rows), rng.random((rows, 8))])
+    np.savetxt(base / "input" / "data" / "training" / "big.csv", data, fmt="%.4f", delimiter=",")
+    container = containers(image, "train", base)
+    wait_until(lambda: "read" in container.logs() or "channel" in container.logs(), 120,
+               interval=0.1, what="training to start reading")
+    docker("kill", "--signal", "TERM", container.name)
+    wait_until(lambda: not container.status()["Running"], 10, interval=0.1, what="the container to stop")
+    assert container.status()["ExitCode"] == 143
+    assert "stopped" in (base / "output" / "failure").read_text().lower()
+    assert not (base / "model" / "model.joblib").exists()
+
+
+def test_serve_in_container_answers_ping_and_predicts_payload(image, containers, container_trained_dir):
+    port = free_port()
+    container = containers(image, "serve", container_trained_dir, env={"SAGEMAKER_BIND_TO_PORT": port})
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, container)
+
+    payload = PAYLOAD.read_bytes()
+    answer = requests.post(f"{url}/invocations", data=payload, headers={"Content-Type": "text/csv"}, timeout=30)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/csv")
+    model = joblib.load(container_trained_dir / "model" / "model.joblib")
+    expected = model.predict(np.loadtxt(PAYLOAD, delimiter=",", ndmin=2))
+    assert answer.text.splitlines() == list(expected)
+
+    cases = [
+        ("/invocations", b"1,2,3\n", "text/csv", 400),
+        ("/invocations", b"1,2,x,4\n", "text/csv", 400),
+        ("/invocations", b"", "text/csv", 400),
+        ("/invocations", b"{}", "application/x-unknown", 415),
+        ("/nothing-here", b"1,2,3,4", "text/csv", 404),
+    ]
+    for path, body, content_type, status in cases:
+        response = requests.post(f"{url}{path}", data=body, headers={"Content-Type": content_type}, timeout=30)
+        assert response.status_code == status, (path, body, response.text)
+        assert "Traceback" not in response.text
+
+
+def test_docker_stop_shuts_server_down_gracefully_with_exit_0(image, containers, container_trained_dir):
+    port = free_port()
+    container = containers(image, "serve", container_trained_dir, env={"SAGEMAKER_BIND_TO_PORT": port})
+    wait_ready(f"http://127.0.0.1:{port}", container)
+    docker("stop", "--time", "30", container.name, timeout=60)
+    state = container.status()
+    assert state["ExitCode"] == 0, container.logs()
+    assert "server stopped" in container.logs()
+
+
+def test_serve_runs_with_read_only_root_file_system(image, containers, container_trained_dir):
+    port = free_port()
+    container = containers(image, "serve", container_trained_dir, "--read-only", "--tmpfs", "/tmp",
+                           env={"SAGEMAKER_BIND_TO_PORT": port})
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, container)
+    answer = requests.post(f"{url}/invocations", data=PAYLOAD.read_bytes(),
+                           headers={"Content-Type": "text/csv"}, timeout=30)
+    assert answer.status_code == 200
+    assert len(answer.text.splitlines()) == len(PAYLOAD.read_text().splitlines())
+
+
+def test_local_test_scripts_train_serve_and_predict(image, tmp_path):
+    """The README's local flow: train_local.sh, serve_local.sh and predict.sh against the image."""
+    scripts = REPO / "local_test"
+    train = subprocess.run([str(scripts / "train_local.sh"), image], capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr
+    assert (scripts / "test_dir" / "model" / "model.joblib").exists()
+
+    port = str(free_port())
+    name = f"byo-test-{uuid.uuid4().hex[:10]}"
+    env = {**os.environ, "PORT": port, "CONTAINER_NAME": name}
+    server = subprocess.Popen([str(scripts / "serve_local.sh"), image], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def ready():
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+        wait_until(ready, 60, interval=0.1, what="serve_local.sh to answer /ping")
+        predict = subprocess.run([str(scripts / "predict.sh"), str(PAYLOAD)], env=env,
+                                 capture_output=True, text=True, timeout=60)
+        assert predict.returncode == 0, predict.stderr
+        labels = predict.stdout.splitlines()
+        assert len(labels) == len(PAYLOAD.read_text().splitlines())
+        assert set(labels) <= {"setosa", "versicolor", "virginica"}
+    finally:
+        docker("stop", name, check=False)
+        server.wait(timeout=60)
