@@ -1,0 +1,84 @@
+"""Unit-only fixtures: an in-process iris model, hooks built around it, and a Flask test client."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sagemaker_byo import decoders, encoders, settings
+from sagemaker_byo.server import Hooks, create_app
+from sklearn.tree import DecisionTreeClassifier
+
+REPO = Path(__file__).resolve().parents[2]
+IRIS = REPO / "local_test" / "test_dir" / "input" / "data" / "training" / "iris.csv"
+
+
+@pytest.fixture(scope="session")
+def iris() -> tuple[np.ndarray, np.ndarray]:
+    """The bundled iris training rows: (features, labels), label first in the file."""
+    frame = pd.read_csv(IRIS, header=None)
+    return frame.iloc[:, 1:].to_numpy(dtype=np.float64), frame.iloc[:, 0].to_numpy()
+
+
+@pytest.fixture(scope="session")
+def iris_model(iris) -> DecisionTreeClassifier:
+    features, labels = iris
+    return DecisionTreeClassifier(random_state=0).fit(features, labels)
+
+
+def make_hooks(model, **overrides) -> Hooks:
+    """Hooks as predictor.py wires them, around an already built model; override any of them."""
+    hooks = Hooks(
+        model_fn=lambda model_dir: model,
+        input_fn=decoders.decode,
+        predict_fn=lambda data, loaded: loaded.predict(data),
+        output_fn=encoders.encode,
+        accept_types=tuple(encoders.ENCODERS),
+    )
+    return dataclasses.replace(hooks, **overrides)
+
+
+def make_config(**overrides) -> settings.Serving:
+    """Serving settings as an empty environment gives them, with some fields replaced."""
+    return dataclasses.replace(settings.serving({}), **overrides)
+
+
+@pytest.fixture
+def make_client(tmp_path: Path, iris_model):
+    """`make_client(hooks=..., config=...)`: a Flask test client of an app built from those."""
+
+    def build(hooks: Hooks | None = None, config: settings.Serving | None = None):
+        app = create_app(
+            hooks or make_hooks(iris_model),
+            config or make_config(),
+            settings.paths({settings.BASE_DIR: str(tmp_path / "ml")}),
+        )
+        return app.test_client()
+
+    return build
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_dir: Path):
+    """algo/predictor.py imported against a trained /opt/ml (it builds its app at import time)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(settings.BASE_DIR, str(trained_dir))
+        for name in list(os.environ):
+            if name.startswith(("SAGEMAKER_", "MODEL_SERVER_")) and name != settings.BASE_DIR:
+                patch.delenv(name)
+        if "predictor" in sys.modules:
+            module = importlib.reload(sys.modules["predictor"])
+        else:
+            module = importlib.import_module("predictor")
+        yield module
