@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.tree import DecisionTreeClassifier
+
 from sagemaker_byo import decoders, encoders, settings
 from sagemaker_byo.server import Hooks, create_app
-from sklearn.tree import DecisionTreeClassifier
 
 REPO = Path(__file__).resolve().parents[2]
 IRIS = REPO / "local_test" / "test_dir" / "input" / "data" / "training" / "iris.csv"
@@ -32,7 +33,7 @@ def iris_model(iris) -> DecisionTreeClassifier:
     return DecisionTreeClassifier(random_state=0).fit(features, labels)
 
 
-def make_hooks(model, **overrides) -> Hooks:
+def build_hooks(model, **overrides) -> Hooks:
     """Hooks as predictor.py wires them, around an already built model; override any of them."""
     hooks = Hooks(
         model_fn=lambda model_dir: model,
@@ -44,9 +45,21 @@ def make_hooks(model, **overrides) -> Hooks:
     return dataclasses.replace(hooks, **overrides)
 
 
-def make_config(**overrides) -> settings.Serving:
+def build_config(**overrides) -> settings.Serving:
     """Serving settings as an empty environment gives them, with some fields replaced."""
     return dataclasses.replace(settings.serving({}), **overrides)
+
+
+@pytest.fixture
+def make_hooks():
+    """`make_hooks(model, **overrides)`: Hooks as predictor.py wires them, around a given model."""
+    return build_hooks
+
+
+@pytest.fixture
+def make_config():
+    """`make_config(**overrides)`: Serving settings of an empty environment, some fields replaced."""
+    return build_config
 
 
 @pytest.fixture
@@ -55,8 +68,8 @@ def make_client(tmp_path: Path, iris_model):
 
     def build(hooks: Hooks | None = None, config: settings.Serving | None = None):
         app = create_app(
-            hooks or make_hooks(iris_model),
-            config or make_config(),
+            hooks or build_hooks(iris_model),
+            config or build_config(),
             settings.paths({settings.BASE_DIR: str(tmp_path / "ml")}),
         )
         return app.test_client()

@@ -1,0 +1,271 @@
+"""Serving throughput, latency, start-up time and memory, against the real `serve` stack on loopback.
+
+Three servers are measured in the same run, one after the other, with the same load:
+  nginx-return-200  nginx answering /invocations itself (the proxy's own ceiling)
+  flask-constant    the real serve stack (our nginx.conf, gunicorn_conf.py) in front of a minimal
+                    Flask app that reads the body and returns a constant
+  sagemaker-byo     the real serve stack with the real app and a model trained on iris
+
+Each cell is the median of REPS wrk runs of DURATION seconds. Every run is bounded in time.
+
+    python bench/serving.py [--duration 3] [--reps 3] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+ALGO = REPO / "algo"
+ROWS = (1, 100, 10_000)
+CONNECTIONS = (1, 4, 16)
+WORKERS = 2
+
+CONSTANT_APP = '''"""A minimal Flask app for the ceiling: reads the body, returns a constant."""
+from flask import Flask, Response, request
+
+app = Flask("constant")
+
+
+@app.get("/ping")
+def ping():
+    return Response(status=200)
+
+
+@app.post("/invocations")
+def invocations():
+    request.get_data()
+    return Response("setosa\\n", status=200, content_type="text/csv")
+'''
+
+NGINX_ONLY = """worker_processes 1;
+daemon off;
+pid {run}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 2048; }}
+http {{
+    access_log off;
+    client_body_temp_path {run}/body;
+    client_max_body_size 100m;
+    client_body_buffer_size 1m;
+    server {{
+        listen {port};
+        location / {{ return 200 "setosa\\n"; }}
+    }}
+}}
+"""
+
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "text/csv"
+local f = io.open("{payload}", "rb")
+wrk.body = f:read("*a")
+f:close()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def payload(rows: int, directory: Path) -> Path:
+    from sklearn.datasets import load_iris
+
+    data = load_iris().data
+    lines = [",".join(f"{v:g}" for v in data[i % len(data)]) for i in range(rows)]
+    path = directory / f"payload-{rows}.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wait_ping(url: str, process: subprocess.Popen, timeout: float = 60) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if requests.get(url + "/ping", timeout=1).status_code == 200:
+                return time.monotonic() - started
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError("no /ping 200 within the timeout")
+
+
+def descendants(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            children = []
+        for child in map(int, children):
+            found.append(child)
+            frontier.append(child)
+    return found
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size of a process tree: shared pages counted once across it."""
+    total = 0
+    for proc in [pid, *descendants(pid)]:
+        try:
+            text = Path(f"/proc/{proc}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^Pss:\s+(\d+) kB", text, re.M)
+        total += int(match.group(1)) if match else 0
+    return total / 1024
+
+
+class Target:
+    def __init__(self, name: str, command: list[str], env: dict[str, str], port: int):
+        self.name, self.command, self.env, self.port = name, command, env, port
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> float:
+        self.process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        return wait_ping(self.url, self.process)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def wrk(url: str, script: Path, connections: int, duration: int) -> dict:
+    threads = min(connections, 2)
+    out = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency",
+         "-s", str(script), url + "/invocations"],
+        capture_output=True, text=True, timeout=duration + 30, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+
+    def latency(pct: str) -> float:
+        match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)", out, re.M)
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    return {"rps": rps, "p50_ms": latency("50"), "p99_ms": latency("99"),
+            "non_2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else ""}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    parser.add_argument("--reps", type=int, default=3, help="runs per cell (the median is kept)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--only", nargs="*", help="measure only these targets")
+    args = parser.parse_args()
+    for tool in ("wrk", "nginx"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (apt-get install {tool})")
+
+    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    base = work / "ml"
+    shutil.copytree(REPO / "local_test" / "test_dir", base, ignore=shutil.ignore_patterns(".gitkeep"))
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "MODEL_SERVER_WORKERS": str(WORKERS)}
+    subprocess.run([str(ALGO / "train")], env=env, check=True, capture_output=True, timeout=300)
+
+    constant_algo = work / "constant-algo"
+    shutil.copytree(ALGO, constant_algo, ignore=shutil.ignore_patterns("__pycache__"))
+    (constant_algo / "wsgi.py").write_text(CONSTANT_APP)
+
+    nginx_run = work / "nginx-only"
+    nginx_run.mkdir()
+    targets = []
+    port = free_port()
+    (nginx_run / "nginx.conf").write_text(NGINX_ONLY.format(run=nginx_run, port=port))
+    targets.append(Target("nginx-return-200", ["nginx", "-e", "stderr", "-p", str(nginx_run), "-c",
+                                               str(nginx_run / "nginx.conf")], env, port))
+    port = free_port()
+    targets.append(Target("flask-constant", [str(constant_algo / "serve")],
+                          {**env, "SAGEMAKER_BIND_TO_PORT": str(port)}, port))
+    port = free_port()
+    targets.append(Target("sagemaker-byo", [str(ALGO / "serve")],
+                          {**env, "SAGEMAKER_BIND_TO_PORT": str(port)}, port))
+    if args.only:
+        targets = [t for t in targets if t.name in args.only]
+
+    scripts = {}
+    for rows in ROWS:
+        path = payload(rows, work)
+        scripts[rows] = work / f"wrk-{rows}.lua"
+        scripts[rows].write_text(WRK_SCRIPT.format(payload=path))
+
+    results = {"command": "python bench/serving.py " + " ".join(sys.argv[1:]),
+               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                           "kernel": platform.release()},
+               "workers": WORKERS, "duration_s": args.duration, "reps": args.reps, "targets": {}}
+    for target in targets:
+        startups = []
+        for _ in range(args.reps):
+            startups.append(target.start())
+            target.stop()
+        target.start()
+        cells = {}
+        try:
+            time.sleep(0.5)
+            rest_pss = pss_mb(target.process.pid)
+            for rows in ROWS:
+                for connections in CONNECTIONS:
+                    runs = [wrk(target.url, scripts[rows], connections, args.duration) for _ in range(args.reps)]
+                    median = statistics.median(r["rps"] for r in runs)
+                    cell = min(runs, key=lambda r: abs(r["rps"] - median))
+                    cells[f"{rows}x{connections}"] = {**cell, "rps_runs": [r["rps"] for r in runs]}
+                    print(f"{target.name:18} rows={rows:<6} c={connections:<3} {cell['rps']:9.0f} req/s "
+                          f"p50={cell['p50_ms']:.2f}ms p99={cell['p99_ms']:.2f}ms non2xx={cell['non_2xx']}",
+                          flush=True)
+            loaded_pss = pss_mb(target.process.pid)
+        finally:
+            target.stop()
+        results["targets"][target.name] = {
+            "startup_to_ping_s": statistics.median(startups), "startup_runs_s": startups,
+            "pss_mb_at_rest": round(rest_pss, 1), "pss_mb_after_load": round(loaded_pss, 1), "cells": cells,
+        }
+        print(f"{target.name}: start-up to /ping {statistics.median(startups):.2f}s, "
+              f"PSS at rest {rest_pss:.1f} MB, after load {loaded_pss:.1f} MB", flush=True)
+
+    if {"flask-constant", "sagemaker-byo"} <= results["targets"].keys():
+        ceiling = results["targets"]["flask-constant"]["cells"]
+        ours = results["targets"]["sagemaker-byo"]["cells"]
+        results["ratio_to_flask_constant"] = {k: round(ours[k]["rps"] / ceiling[k]["rps"], 3) for k in ours}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"wrote {args.out / 'serving.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Predictions to CSV: one line per input row, in input order, quoted only where CSV needs it."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+
+from sagemaker_byo.encoders import ENCODERS, encode, encode_csv
+from sagemaker_byo.errors import NotAcceptable
+
+
+@pytest.mark.parametrize(("prediction", "expected"), [
+    (np.array(["setosa", "virginica", "setosa"]), b"setosa\nvirginica\nsetosa\n"),
+    (np.array([0, 2, 1]), b"0\n2\n1\n"),
+    (np.array([0.5, 1.25]), b"0.5\n1.25\n"),
+    (np.array([True, False]), b"True\nFalse\n"),
+    ([1, 2], b"1\n2\n"),  # a plain list works too
+    (["a", "b"], b"a\nb\n"),
+    (np.float64(0.75), b"0.75\n"),  # a single value is one row
+    (np.array("setosa"), b"setosa\n"),
+    (np.array([[0.1, 0.9], [1.0, 0.0]]), b"0.1,0.9\n1.0,0.0\n"),  # probabilities
+    (np.array([[1, 2, 3]]), b"1,2,3\n"),
+    (np.array([["a", "b"]]), b"a,b\n"),
+])
+def test_predictions_become_one_csv_line_per_row(prediction, expected):
+    assert encode_csv(prediction) == expected
+
+
+@pytest.mark.parametrize(("label", "cell"), [
+    ("a,b", '"a,b"'),
+    ('say "hi"', '"say ""hi"""'),
+    ("two\nlines", '"two\nlines"'),
+    ("cr\rhere", '"cr\rhere"'),
+])
+def test_labels_with_csv_syntax_are_quoted_and_read_back_unchanged(label, cell):
+    body = encode_csv(np.array([label, "plain"], dtype=object))
+    assert body.decode() == f"{cell}\nplain\n"
+    assert [row[0] for row in csv.reader(io.StringIO(body.decode(), newline=""))] == [label, "plain"]
+
+
+def test_output_rows_keep_the_input_order():
+    labels = np.array([f"class-{i % 7}-{i}" for i in range(1000)])
+    assert encode_csv(labels).decode().splitlines() == labels.tolist()
+
+
+def test_row_count_matches_for_a_two_dimensional_prediction():
+    probabilities = np.random.default_rng(1).random((50, 3))
+    lines = encode_csv(probabilities).decode().splitlines()
+    assert len(lines) == 50
+    np.testing.assert_array_equal(np.array([line.split(",") for line in lines], dtype=float), probabilities)
+
+
+def test_float_predictions_round_trip_exactly():
+    values = np.array([0.1, 1 / 3, 1e-300, 123456789.123456789])
+    assert np.array(encode_csv(values).decode().split(), dtype=np.float64).tolist() == values.tolist()
+
+
+def test_encode_uses_the_encoder_for_the_negotiated_type():
+    assert encode(np.array(["x"]), "text/csv") == b"x\n"
+    assert set(ENCODERS) == {"text/csv"}
+
+
+@pytest.mark.parametrize("accept", ["application/json", "text/plain", "*/*"])
+def test_encode_refuses_a_type_without_an_encoder(accept):
+    with pytest.raises(NotAcceptable) as raised:
+        encode(np.array([1]), accept)
+    assert raised.value.status == 406
+    assert "this model answers in text/csv" in raised.value.message
