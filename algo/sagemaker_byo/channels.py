@@ -147,7 +147,15 @@ def _numeric(frame: pd.DataFrame, path: Path) -> np.ndarray:
                 f"on data row {row + 1}; features must be numbers (the label goes in the first column)"
             )
         frame[column] = converted
-    return frame.to_numpy(dtype=np.float64)
+    features = frame.to_numpy(dtype=np.float64)
+    infinite = np.isinf(features)
+    if infinite.any():
+        row, column = np.argwhere(infinite)[0]
+        raise UserError(
+            f"{path}: feature column {frame.columns[column]} (CSV column {frame.columns[column] + 1}) is "
+            f"infinite or too large on data row {row + 1}; features must be finite numbers"
+        )
+    return features
 
 
 def read_channel(name: str, root: Path) -> Dataset:

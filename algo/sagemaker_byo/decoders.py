@@ -7,6 +7,7 @@ message naming the row and column for anything malformed. Empty cells are missin
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -17,6 +18,7 @@ from .errors import BadRequest, UnsupportedMediaType
 
 # Below this size the pure-Python path beats pandas' C parser (whose fixed cost is ~100 us).
 SMALL_CSV_BYTES = 2048
+_BOOLEAN_WORDS = re.compile(rb"(?i)true|false")
 
 
 def _text(data: bytes, charset: str) -> str:
@@ -65,6 +67,8 @@ def decode_csv(data: bytes, charset: str = "utf-8") -> np.ndarray:
         except ValueError:  # ragged rows, empty cells or words: find which, and say so
             return _csv_rows_slowly(text)
         return array
+    if _BOOLEAN_WORDS.search(data):  # pandas would read true/false as 1/0
+        return _csv_rows_slowly(_text(data, charset))
     try:
         frame = pd.read_csv(
             io.BytesIO(data), header=None, dtype=np.float64, encoding=charset,

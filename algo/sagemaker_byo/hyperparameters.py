@@ -37,6 +37,23 @@ def decode(raw: Any) -> Any:
     return value
 
 
+def _decode_text(raw: Any) -> Any:
+    """Like `decode`, but only peels JSON string layers: '"1.10"' stays '1.10', not 1.1."""
+    value = raw
+    for _ in range(2):
+        if not isinstance(value, str):
+            break
+        try:
+            inner = json.loads(value)
+        except ValueError:
+            break
+        if isinstance(inner, (str, list, dict)) or inner is None:
+            value = inner  # lists and objects are refused by the str converter
+        else:
+            break
+    return value
+
+
 @dataclass(frozen=True)
 class Param:
     """One hyperparameter: its type, default, and what values are allowed."""
@@ -67,7 +84,7 @@ class Param:
         return allowed
 
     def coerce(self, name: str, raw: Any) -> Any:
-        value = decode(raw)
+        value = _decode_text(raw) if self.kind is str else decode(raw)
         if isinstance(value, str) and value.strip().lower() in _NONE and self.nullable:
             return None
         if value is None:

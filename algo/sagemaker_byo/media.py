@@ -19,15 +19,19 @@ def parse(header: str) -> tuple[str, dict[str, str]]:
     return media_type.strip().lower(), params
 
 
-def _wildcard(media_range: str) -> bool:
-    return media_range.endswith("/*") or media_range == "*"
+def _specificity(media_range: str, candidate: str) -> int:
+    """How closely a range matches a type: 3 exact, 2 `type/*`, 1 `*/*`, 0 not at all."""
+    if media_range == candidate:
+        return 3
+    if media_range.endswith("/*") and media_range != "*/*":
+        return 2 if candidate.startswith(media_range[:-1]) else 0
+    return 1 if media_range in ("*/*", "*") else 0
 
 
 @lru_cache(maxsize=256)
 def _accept_ranges(header: str) -> tuple[tuple[str, float], ...]:
-    """(media range, q) by preference: higher q first, then specific before wildcard, then order."""
     ranges = []
-    for position, item in enumerate(header.split(",")):
+    for item in header.split(","):
         media_range, params = parse(item)
         if not media_range:
             continue
@@ -35,30 +39,28 @@ def _accept_ranges(header: str) -> tuple[tuple[str, float], ...]:
             q = max(0.0, min(float(params.get("q", "1")), 1.0))
         except ValueError:
             q = 0.0
-        ranges.append((-q, _wildcard(media_range), position, media_range))
-    return tuple((media_range, -neg_q) for neg_q, _, _, media_range in sorted(ranges))
-
-
-def _matches(media_range: str, offered: str) -> bool:
-    if media_range in ("*/*", "*"):
-        return True
-    if media_range.endswith("/*"):
-        return offered.startswith(media_range[:-1])
-    return media_range == offered
+        ranges.append((media_range, q))
+    return tuple(ranges)
 
 
 @lru_cache(maxsize=256)
 def negotiate(accept: str | None, offered: tuple[str, ...], default: str) -> str:
-    """The media type to answer in. No Accept, or `*/*`, gets `default` (which must be offered)."""
+    """The media type to answer in, by RFC 9110: each offered type takes the q of the most specific
+    range that matches it; the highest q wins; ties go to the range named first, then the default.
+    No Accept, or a blank one, gets `default` (which must be offered)."""
     if not accept or not accept.strip():
         return default
     ranges = _accept_ranges(accept)
-    refused = {media_range for media_range, q in ranges if q == 0 and not _wildcard(media_range)}
-    for media_range, q in ranges:
-        if q == 0:
+    best, best_key = None, None
+    for order, candidate in enumerate((default, *[t for t in offered if t != default])):
+        matches = [(_specificity(r, candidate), q, -position)
+                   for position, (r, q) in enumerate(ranges) if _specificity(r, candidate)]
+        if not matches:
             continue
-        candidates = (default, *offered) if _wildcard(media_range) else offered
-        for candidate in candidates:
-            if candidate not in refused and _matches(media_range, candidate):
-                return candidate
-    raise NotAcceptable(f"cannot answer in {accept!r}; this model answers in {', '.join(offered)}")
+        _, q, position = max(matches)  # the most specific range decides
+        key = (q, position, -order)  # ties: the range named first, then the default
+        if q > 0 and (best_key is None or key > best_key):
+            best, best_key = candidate, key
+    if best is None:
+        raise NotAcceptable(f"cannot answer in {accept!r}; this model answers in {', '.join(offered)}")
+    return best

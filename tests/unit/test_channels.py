@@ -105,11 +105,6 @@ def test_bad_channel_data_is_a_user_error_with_a_specific_reason(tmp_path, files
     assert message in str(raised.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: read_channel accepts 'inf'/'1e999' features; DecisionTreeClassifier.fit then raises "
-    "ValueError, and the failure file blames the algorithm ('AlgorithmError ... not in your "
-    "input') for what is bad input; serving answers the same rows with 400"
-))
 @pytest.mark.parametrize("cell", [b"inf", b"1e999", b"-Infinity"])
 def test_infinite_feature_is_a_user_error(tmp_path, cell):
     with pytest.raises(UserError, match="data row 2"):

@@ -108,10 +108,7 @@ def test_non_numeric_cell_is_a_400_naming_row_and_column(body, message, size):
 
 @pytest.mark.parametrize("size", [
     "small",
-    pytest.param("large", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: decode_csv sends bodies over SMALL_CSV_BYTES to pandas, which reads a column of "
-        "true/false words as 1.0/0.0 (200); the small path answers 400 for the same rows"
-    ))),
+    "large",
 ])
 @pytest.mark.parametrize("cell", [b"true", b"True", b"FALSE"])
 def test_boolean_words_are_not_numbers(cell, size):

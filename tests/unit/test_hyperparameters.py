@@ -70,10 +70,6 @@ def test_json_encoded_string_hyperparameter_is_decoded():
     assert Param(str, choices=("gini", "entropy")).coerce("criterion", '"gini"') == "gini"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: decode() decodes twice, so a JSON-encoded string that looks like a number "
-    "('\"1.10\"') becomes the float 1.1 and a str parameter gets '1.1' instead of '1.10'"
-))
 def test_json_encoded_numeric_looking_string_keeps_its_spelling():
     assert Param(str).coerce("version", '"1.10"') == "1.10"
 
