@@ -16,7 +16,7 @@ import os
 
 import joblib
 
-from sagemaker_byo import decoders, encoders
+from sagemaker_byo import decoders, encoders, inference
 from sagemaker_byo.server import Hooks, create_app
 
 MODEL_FILE = "model.joblib"  # as written by algo/train
@@ -31,6 +31,10 @@ def input_fn(input_data: bytes, content_type: str):
 
 
 def predict_fn(data, model):
+    # Class probabilities when the request asks for them (custom attribute output=probabilities,
+    # or SAGEMAKER_INFERENCE_OUTPUT=probabilities for batch transform).
+    if inference.wants_probabilities():
+        return inference.probabilities(model, data)
     return model.predict(data)
 
 

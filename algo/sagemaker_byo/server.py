@@ -20,8 +20,9 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
-from . import media, settings
+from . import inference, media, settings
 from .errors import BadRequest, HTTPError, ModelNotReady, PayloadTooLarge
+from .inference import ModelSchema
 
 log = logging.getLogger("serve")
 
@@ -39,6 +40,7 @@ class Hooks:
 class LoadedModel:
     model: Any = None
     error: str | None = None
+    schema: ModelSchema | None = None
 
     @property
     def ready(self) -> bool:
@@ -54,19 +56,12 @@ def load_model(hooks: Hooks, model_dir: Path) -> LoadedModel:
         log.exception("could not load the model from %s: %s; /ping will answer 503", model_dir, reason)
         return LoadedModel(error=reason)
     log.info("model loaded from %s in %.2fs", model_dir, time.monotonic() - started)
-    return LoadedModel(model=model)
-
-
-def check_features(data: Any, model: Any) -> None:
-    """A wrong number of columns is the caller's mistake; say so before the model does."""
-    expected = getattr(model, "n_features_in_", None)
-    shape = getattr(data, "shape", None)
-    if expected is not None and shape is not None and len(shape) == 2 and shape[1] != expected:
-        raise BadRequest(f"each row needs {expected} features, got {shape[1]}")
+    return LoadedModel(model=model, schema=ModelSchema.of(model))
 
 
 def invoke(hooks: Hooks, loaded: LoadedModel, body: bytes, content_type: str | None,
-           accept: str | None, config: settings.Serving) -> tuple[bytes, str]:
+           accept: str | None, config: settings.Serving, custom_attributes: str | None = None,
+           ) -> tuple[bytes, str]:
     """One /invocations request: the response body and its media type, or an HTTPError."""
     if not loaded.ready:
         raise ModelNotReady(f"the model is not loaded ({loaded.error})")
@@ -75,12 +70,15 @@ def invoke(hooks: Hooks, loaded: LoadedModel, body: bytes, content_type: str | N
     if not body:
         raise BadRequest("the request body is empty; send one or more rows")
     answer_type = media.negotiate(accept, hooks.accept_types, config.default_accept)
-    data = hooks.input_fn(body, content_type)
-    check_features(data, loaded.model)
+    output_kind = inference.requested_output(custom_attributes, config.inference_output)
+    data = inference.conform(hooks.input_fn(body, content_type), loaded.schema)
+    token = inference.set_requested_output(output_kind)
     try:
         prediction = hooks.predict_fn(data, loaded.model)
     except ValueError as error:  # scikit-learn's word for input it cannot use
         raise BadRequest(f"the model cannot use this input: {error}") from None
+    finally:
+        inference.reset_requested_output(token)
     output = hooks.output_fn(prediction, answer_type)
     return (output.encode() if isinstance(output, str) else output), answer_type
 
@@ -124,9 +122,10 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
         length = request.content_length
         if length is not None and length > config.max_payload_bytes:
             raise PayloadTooLarge(f"the body is larger than the limit of {config.max_payload_mb} MB")
+        headers = request.headers
         body, answer_type = invoke(
-            hooks, loaded, request.get_data(cache=False), request.headers.get("Content-Type"),
-            request.headers.get("Accept"), config,
+            hooks, loaded, request.get_data(cache=False), headers.get("Content-Type"),
+            headers.get("Accept"), config, headers.get("X-Amzn-SageMaker-Custom-Attributes"),
         )
         return Response(body, status=200, content_type=answer_type)
 
@@ -141,8 +140,9 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
 
     @app.errorhandler(HTTPError)
     def http_error(error: HTTPError) -> Response:
-        if error.status >= 500:
-            log.error("%s: %s", error.status, error.message)
+        # nginx logs successful invocations; a refused one is logged here, once, with its reason.
+        level = logging.ERROR if error.status >= 500 else logging.WARNING
+        log.log(level, "%s %s -> %d: %s", request.method, request.path, error.status, error.message)
         return _text(error.message, error.status)
 
     @app.errorhandler(WerkzeugHTTPException)

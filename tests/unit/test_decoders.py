@@ -171,13 +171,13 @@ def test_quoted_fields_are_a_400(size):
 
 
 @pytest.mark.parametrize("content_type", [
-    "application/json", "application/x-npy", "text/plain", "text/csv-ish", "csv",
+    "application/xml", "application/octet-stream", "text/plain", "text/csv-ish", "csv",
 ])
 def test_unsupported_content_type_is_a_415(content_type):
     with pytest.raises(UnsupportedMediaType) as raised:
         decode(b"1,2\n", content_type)
     assert raised.value.status == 415
-    assert raised.value.message == f"Content-Type {content_type!r} is not supported; send one of text/csv"
+    assert raised.value.message.startswith(f"Content-Type {content_type!r} is not supported; send one of text/csv")
 
 
 @pytest.mark.parametrize("content_type", [
@@ -207,4 +207,4 @@ def test_a_short_row_in_a_large_body_is_not_padded_with_nan():
 
 
 def test_decoders_table_maps_csv_to_decode_csv():
-    assert decoders.DECODERS == {"text/csv": decode_csv}
+    assert decoders.DECODERS["text/csv"] is decode_csv

@@ -60,12 +60,12 @@ def test_float_predictions_round_trip_exactly():
 
 def test_encode_uses_the_encoder_for_the_negotiated_type():
     assert encode(np.array(["x"]), "text/csv") == b"x\n"
-    assert set(ENCODERS) == {"text/csv"}
+    assert set(ENCODERS) == {"text/csv", "application/json", "application/jsonlines"}
 
 
-@pytest.mark.parametrize("accept", ["application/json", "text/plain", "*/*"])
+@pytest.mark.parametrize("accept", ["application/xml", "text/plain", "*/*"])
 def test_encode_refuses_a_type_without_an_encoder(accept):
     with pytest.raises(NotAcceptable) as raised:
         encode(np.array([1]), accept)
     assert raised.value.status == 406
-    assert "this model answers in text/csv" in raised.value.message
+    assert "this model answers in text/csv, application/json, application/jsonlines" in raised.value.message

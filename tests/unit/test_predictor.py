@@ -29,7 +29,8 @@ def test_input_fn_decodes_csv_rows(predictor):
 
 
 @pytest.mark.parametrize(("body", "content_type", "error"), [
-    (b"[1, 2]", "application/json", UnsupportedMediaType),
+    (b"[1, 2]", "application/xml", UnsupportedMediaType),
+    (b"[1, 2", "application/json", BadRequest),
     (b"1,x\n", "text/csv", BadRequest),
 ])
 def test_input_fn_rejects_what_it_cannot_read(predictor, body, content_type, error):

@@ -16,9 +16,14 @@ from sagemaker_byo.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from sagemaker_byo.server import LoadedModel, check_features, create_app, invoke, load_model
+from sagemaker_byo.inference import ModelSchema, conform
+from sagemaker_byo.server import LoadedModel, create_app, invoke, load_model
 
 MB = 1024 * 1024
+
+
+def loaded(model) -> LoadedModel:
+    return LoadedModel(model, schema=ModelSchema.of(model))
 
 
 def csv_of(rows: np.ndarray) -> bytes:
@@ -38,7 +43,7 @@ def shuffled_rows(iris) -> tuple[np.ndarray, np.ndarray]:
 
 def test_invoke_returns_predictions_equal_to_model_predict(iris_model, shuffled_rows, make_hooks, make_config):
     rows, _ = shuffled_rows
-    body, media_type = invoke(make_hooks(iris_model), LoadedModel(iris_model), csv_of(rows),
+    body, media_type = invoke(make_hooks(iris_model), loaded(iris_model), csv_of(rows),
                               "text/csv", None, make_config())
     assert media_type == "text/csv"
     assert body.decode().splitlines() == iris_model.predict(rows).tolist()
@@ -47,15 +52,15 @@ def test_invoke_returns_predictions_equal_to_model_predict(iris_model, shuffled_
 def test_invoke_keeps_rows_in_input_order(iris_model, shuffled_rows, make_hooks, make_config):
     rows, labels = shuffled_rows
     hooks = make_hooks(iris_model)
-    forward, _ = invoke(hooks, LoadedModel(iris_model), csv_of(rows), "text/csv", None, make_config())
-    backward, _ = invoke(hooks, LoadedModel(iris_model), csv_of(rows[::-1]), "text/csv", None, make_config())
+    forward, _ = invoke(hooks, loaded(iris_model), csv_of(rows), "text/csv", None, make_config())
+    backward, _ = invoke(hooks, loaded(iris_model), csv_of(rows[::-1]), "text/csv", None, make_config())
     assert forward.decode().splitlines() == backward.decode().splitlines()[::-1]
     assert forward.decode().splitlines() == labels.tolist()  # a deep tree recalls its training rows
 
 
 def test_invoke_encodes_a_str_from_output_fn(iris_model, make_hooks, make_config):
     hooks = make_hooks(iris_model, output_fn=lambda prediction, accept: "|".join(prediction))
-    body, _ = invoke(hooks, LoadedModel(iris_model), b"5.1,3.5,1.4,0.2\n", None, None, make_config())
+    body, _ = invoke(hooks, loaded(iris_model), b"5.1,3.5,1.4,0.2\n", None, None, make_config())
     assert body == b"setosa"
 
 
@@ -63,7 +68,7 @@ def test_invoke_passes_the_negotiated_type_to_output_fn(iris_model, make_hooks, 
     seen = []
     hooks = make_hooks(iris_model, accept_types=("text/csv", "application/json"),
                        output_fn=lambda prediction, accept: seen.append(accept) or b"[]")
-    _, media_type = invoke(hooks, LoadedModel(iris_model), b"1,2,3,4\n", "text/csv",
+    _, media_type = invoke(hooks, loaded(iris_model), b"1,2,3,4\n", "text/csv",
                            "application/json;q=0.9, text/plain", make_config())
     assert seen == ["application/json"] == [media_type]
 
@@ -72,7 +77,7 @@ def test_invoke_hands_the_raw_body_and_content_type_to_input_fn(iris_model, make
     seen = []
     hooks = make_hooks(iris_model, input_fn=lambda data, content_type: seen.append((data, content_type))
                        or np.zeros((1, 4)))
-    invoke(hooks, LoadedModel(iris_model), b"anything", "application/x-custom; v=1", None, make_config())
+    invoke(hooks, loaded(iris_model), b"anything", "application/x-custom; v=1", None, make_config())
     assert seen == [(b"anything", "application/x-custom; v=1")]
 
 
@@ -88,7 +93,7 @@ def test_invoke_raises_an_error_carrying_its_status(
     iris_model, make_hooks, make_config, body, content_type, accept, error, message,
 ):
     with pytest.raises(error) as raised:
-        invoke(make_hooks(iris_model), LoadedModel(iris_model), body, content_type, accept,
+        invoke(make_hooks(iris_model), loaded(iris_model), body, content_type, accept,
                make_config(max_payload_mb=1))
     assert raised.value.message.startswith(message)
 
@@ -104,22 +109,24 @@ def test_invoke_turns_a_value_error_from_the_model_into_400(iris_model, make_hoo
         raise ValueError("Input X contains NaN")
 
     with pytest.raises(BadRequest, match="the model cannot use this input: Input X contains NaN"):
-        invoke(make_hooks(iris_model, predict_fn=predict), LoadedModel(iris_model), b"1,2,3,4\n",
+        invoke(make_hooks(iris_model, predict_fn=predict), loaded(iris_model), b"1,2,3,4\n",
                None, None, make_config())
 
 
 @pytest.mark.parametrize(("shape", "raises"), [((3, 4), False), ((3, 5), True), ((4,), False)])
-def test_check_features_compares_columns_with_the_model(iris_model, shape, raises):
+def test_conform_compares_columns_with_the_model(iris_model, shape, raises):
     data = np.zeros(shape)
+    schema = ModelSchema.of(iris_model)
     if raises:
         with pytest.raises(BadRequest, match="each row needs 4 features, got 5"):
-            check_features(data, iris_model)
+            conform(data, schema)
     else:
-        assert check_features(data, iris_model) is None
+        assert conform(data, schema) is data
 
 
-def test_check_features_ignores_a_model_without_n_features():
-    assert check_features(np.zeros((2, 9)), object()) is None
+def test_conform_ignores_a_model_without_n_features():
+    data = np.zeros((2, 9))
+    assert conform(data, ModelSchema.of(object())) is data
 
 
 def test_load_model_reports_the_error_instead_of_raising(tmp_path, caplog, make_hooks):

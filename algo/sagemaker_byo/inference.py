@@ -1,0 +1,139 @@
+"""What the inference hooks work with: the model's input schema, the request's options, and
+probabilities as a result type.
+
+`ModelSchema` is read once from the loaded model (generic scikit-learn attributes, no estimator
+class is special-cased) and `conform` checks and arranges each request's input against it.
+`wants_probabilities()` tells `predict_fn` what the current request asked for.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import BadRequest
+
+PROBABILITIES = "probabilities"
+PREDICTIONS = "predictions"
+
+
+@dataclass(frozen=True)
+class ModelSchema:
+    n_features: int | None
+    feature_names: tuple[str, ...] | None
+    allow_nan: bool
+    classes: tuple | None
+
+    @classmethod
+    def of(cls, model: Any) -> ModelSchema:
+        names = getattr(model, "feature_names_in_", None)
+        classes = getattr(model, "classes_", None)
+        return cls(
+            n_features=getattr(model, "n_features_in_", None),
+            feature_names=tuple(str(n) for n in names) if names is not None else None,
+            allow_nan=_allows_nan(model),
+            classes=tuple(c.item() if isinstance(c, np.generic) else c for c in classes)
+            if classes is not None else None,
+        )
+
+
+def _allows_nan(model: Any) -> bool:
+    try:
+        return bool(model.__sklearn_tags__().input_tags.allow_nan)
+    except AttributeError:
+        return True  # not a scikit-learn estimator: let the model decide
+
+
+def conform(data: Any, schema: ModelSchema) -> Any:
+    """Check the input's shape against the model and put named columns in the model's order."""
+    if isinstance(data, pd.DataFrame):
+        if schema.feature_names is None:
+            raise BadRequest(
+                "this model was trained without feature names; send rows as lists of values instead of "
+                "named columns or records"
+            )
+        missing = [n for n in schema.feature_names if n not in data.columns]
+        unknown = [str(c) for c in data.columns if c not in schema.feature_names]
+        if missing or unknown:
+            parts = []
+            if missing:
+                parts.append(f"missing {', '.join(map(repr, missing))}")
+            if unknown:
+                parts.append(f"unknown {', '.join(map(repr, unknown))}")
+            raise BadRequest(f"feature names do not match the model's ({'; '.join(parts)})")
+        data = data[list(schema.feature_names)]
+    elif isinstance(data, np.ndarray) and data.ndim == 2:
+        if schema.n_features is not None and data.shape[1] != schema.n_features:
+            raise BadRequest(f"each row needs {schema.n_features} features, got {data.shape[1]}")
+        if schema.feature_names is not None:
+            data = pd.DataFrame(data, columns=list(schema.feature_names))
+    else:
+        return data
+    if not schema.allow_nan:
+        values = data.to_numpy() if isinstance(data, pd.DataFrame) else data
+        if values.dtype.kind == "f" and np.isnan(values).any():
+            row, column = np.argwhere(np.isnan(values))[0]
+            raise BadRequest(f"row {row + 1}, column {column + 1} is missing; this model needs every value")
+    return data
+
+
+@dataclass(frozen=True)
+class Probabilities:
+    """One probability per class per row, classes in the model's order."""
+
+    values: np.ndarray
+    classes: tuple
+
+
+_output: ContextVar[str] = ContextVar("sagemaker_output", default=PREDICTIONS)
+
+
+def custom_attributes(header: str | None) -> dict[str, str]:
+    """`X-Amzn-SageMaker-Custom-Attributes` as key=value pairs (separated by , or ;)."""
+    if not header:
+        return {}
+    pairs = {}
+    for part in header.replace(";", ",").split(","):
+        key, sep, value = part.partition("=")
+        if sep:
+            pairs[key.strip().lower()] = value.strip()
+    return pairs
+
+
+def requested_output(header: str | None, default: str) -> str:
+    value = custom_attributes(header).get("output", "").lower()
+    if value in (PREDICTIONS, PROBABILITIES):
+        return value
+    if value:
+        raise BadRequest(f"custom attribute output={value!r}: use output=predictions or output=probabilities")
+    return default
+
+
+def set_requested_output(output: str):
+    return _output.set(output)
+
+
+def reset_requested_output(token) -> None:
+    _output.reset(token)
+
+
+def wants_probabilities() -> bool:
+    """True when this request asked for class probabilities instead of labels."""
+    return _output.get() == PROBABILITIES
+
+
+def probabilities(model: Any, data: Any) -> Probabilities:
+    predict_proba = getattr(model, "predict_proba", None)
+    if predict_proba is None:
+        raise BadRequest(
+            f"this model ({type(model).__name__}) cannot give probabilities; ask for predictions instead"
+        )
+    classes = getattr(model, "classes_", None)
+    values = predict_proba(data)
+    names = tuple(c.item() if isinstance(c, np.generic) else c for c in classes) if classes is not None \
+        else tuple(range(np.shape(values)[1]))
+    return Probabilities(np.asarray(values), names)

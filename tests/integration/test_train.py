@@ -1,0 +1,424 @@
+"""The real `algo/train` as SageMaker runs it, against a temporary /opt/ml.
+
+Every run pays about two seconds of importing scikit-learn and pandas, so the scenarios below
+are arranged up front and run concurrently once per module (`outcomes`); each test then reads
+the outcome of its own scenario. The SIGTERM test runs on its own because it times the stop.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+
+from conftest import ALGO, TEST_DIR, copy_test_dir, host_env, run_train, wait_until
+
+TRAIN_METRIC = re.compile(r"train:accuracy=([0-9\.]+);")
+VALIDATION_METRIC = re.compile(r"validation:accuracy=([0-9\.]+);")
+IRIS_CLASSES = ["setosa", "versicolor", "virginica"]
+IRIS_TRAINING = (TEST_DIR / "input" / "data" / "training" / "iris.csv").read_text()
+IRIS_ROWS = IRIS_TRAINING.splitlines()  # 120 rows: label, then four features
+FAILURE_REASON_LIMIT = 1024
+
+Arrange = Callable[[Path], None]
+
+
+# --- building a job's /opt/ml -------------------------------------------------------------
+
+def config(ml: Path, name: str) -> Path:
+    return ml / "input" / "config" / name
+
+
+def channel(ml: Path, name: str = "training") -> Path:
+    return ml / "input" / "data" / name
+
+
+def write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value))
+
+
+def set_hyperparameters(values: dict[str, str]) -> Arrange:
+    return lambda ml: write_json(config(ml, "hyperparameters.json"), values)
+
+
+def set_config_text(name: str, text: str) -> Arrange:
+    return lambda ml: config(ml, name).write_text(text)
+
+
+def set_files(files: dict[str, str | bytes], name: str = "training") -> Arrange:
+    """Replace a channel's files with these (paths relative to the channel folder)."""
+    def arrange(ml: Path) -> None:
+        folder = channel(ml, name)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for relative, content in files.items():
+            path = folder / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, str):
+                content = content.encode()
+            path.write_bytes(content)
+    return arrange
+
+
+def drop_channel(name: str) -> Arrange:
+    def arrange(ml: Path) -> None:
+        shutil.rmtree(channel(ml, name))
+        path = config(ml, "inputdataconfig.json")
+        data_config = json.loads(path.read_text())
+        del data_config[name]
+        write_json(path, data_config)
+    return arrange
+
+
+def set_content_type(content_type: str) -> Arrange:
+    def arrange(ml: Path) -> None:
+        path = config(ml, "inputdataconfig.json")
+        data_config = json.loads(path.read_text())
+        data_config["training"]["ContentType"] = content_type
+        write_json(path, data_config)
+    return arrange
+
+
+def set_hosts(current: str, hosts: list[str]) -> Arrange:
+    def arrange(ml: Path) -> None:
+        write_json(config(ml, "resourceconfig.json"),
+                   {"current_host": current, "hosts": hosts, "network_interface_name": "eth0"})
+    return arrange
+
+
+def remove_config_files(ml: Path) -> None:
+    for name in ("hyperparameters.json", "inputdataconfig.json", "resourceconfig.json"):
+        config(ml, name).unlink()
+
+
+def iris(rows: list[str] = IRIS_ROWS) -> str:
+    return "\n".join(rows) + "\n"
+
+
+def iris_with(line: int, row: str) -> str:
+    """The bundled training rows with 1-based `line` replaced."""
+    rows = list(IRIS_ROWS)
+    rows[line - 1] = row
+    return iris(rows)
+
+
+def nothing(ml: Path) -> None:
+    pass
+
+
+# --- running the scenarios ----------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    ml: Path
+    result: subprocess.CompletedProcess
+
+    @property
+    def model_dir(self) -> Path:
+        return self.ml / "model"
+
+    @property
+    def description(self) -> dict:
+        return json.loads((self.model_dir / "model.json").read_text())
+
+    def failure(self) -> str:
+        return (self.ml / "output" / "failure").read_text()
+
+
+ACCEPTED: dict[str, Arrange] = {
+    "bundled": nothing,
+    "no validation channel": drop_channel("validation"),
+    "no config files": remove_config_files,
+    "SDK JSON-encoded hyperparameters": set_hyperparameters(
+        {"max_depth": '"3"', "criterion": '"entropy"'}),
+    "keys added by SageMaker": set_hyperparameters({
+        "max_leaf_nodes": "5", "_tuning_objective_metric": "validation:accuracy",
+        "sagemaker_program": '"train.py"', "sagemaker_submit_directory": '"s3://bucket/code.tar.gz"'}),
+    "nested folders": set_files({"2024/01/part-0001/iris.csv": iris()}),
+    "gzipped csv": set_files({"iris.csv.gz": gzip.compress(iris().encode())}),
+    "hidden files": set_files({
+        "iris.csv": iris(), ".broken.csv": "not,a\nvalid,csv,file\n",
+        ".cache/stale.csv.gz": b"not gzip", "_SUCCESS": ""}),
+    "several files": set_files({
+        "part-0.csv": iris(IRIS_ROWS[:40]), "part-1.csv.gz": gzip.compress(iris(IRIS_ROWS[40:80]).encode()),
+        "more/part-2.csv": iris(IRIS_ROWS[80:])}),
+    "content type with parameters": set_content_type("text/csv; charset=utf-8"),
+    "secondary host": set_hosts("algo-2", ["algo-2", "algo-1"]),
+    "first host": set_hosts("algo-1", ["algo-2", "algo-1"]),
+}
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Input the job must refuse: its exit code and what the failure reason must name."""
+
+    id: str
+    arrange: Arrange
+    mentions: tuple[str, ...]
+    exit_code: int = 1
+    kind: str = "UserError:"
+    bug: str = ""  # set while the job gets this case wrong: the test is then a strict xfail
+
+    def param(self):
+        marks = pytest.mark.xfail(reason=f"BUG: {self.bug}", strict=True) if self.bug else ()
+        return pytest.param(self, id=self.id, marks=marks)
+
+
+REJECTED = [
+    Rejected("missing training channel", drop_channel("training"), ("'training'", "missing")),
+    Rejected("empty training folder", set_files({}), ("'training'", "no .csv or .csv.gz files")),
+    Rejected("only files that are not csv",
+             set_files({"iris.parquet": b"PAR1", "notes.txt": "iris"}),
+             ("no .csv or .csv.gz files", "iris.parquet", "notes.txt")),
+    Rejected("only empty files",
+             set_files({"empty.csv": "", "blank.csv": "\n\n", "empty.csv.gz": gzip.compress(b"")}),
+             ("'training'", "no data rows")),
+    Rejected("a longer row", set_files({"iris.csv": iris_with(3, "setosa,4.7,3.2,1.3,0.2,9.9")}),
+             ("iris.csv", "line 3 has 6 fields", "line 1 has 5")),
+    Rejected("a shorter row", set_files({"iris.csv": iris_with(5, "setosa,5.0,3.6,1.4")}),
+             ("iris.csv", "line 5 has 4 fields", "line 1 has 5")),
+    Rejected("non-numeric feature", set_files({"iris.csv": iris_with(4, "setosa,4.6,abc,1.5,0.2")}),
+             ("iris.csv", "'abc'", "CSV column 3", "data row 4")),
+    Rejected("a header row",
+             set_files({"iris.csv": "species,sepal_length,sepal_width,petal_length,petal_width\n" + iris()}),
+             ("iris.csv", "'sepal_length'", "data row 1")),
+    Rejected("infinite feature", set_files({"iris.csv": iris_with(6, "setosa,inf,3.9,1.7,0.4")}),
+             ("iris.csv", "inf"),
+             bug="inf (or a value beyond float32, e.g. 1e39) passes the numeric check and scikit-learn's "
+                 "ValueError at fit is reported as AlgorithmError with exit 2"),
+    Rejected("unknown hyperparameter", set_hyperparameters({"learning_rate": "0.1"}),
+             ("'learning_rate'", "criterion", "max_depth", "random_state")),
+    Rejected("hyperparameter not an integer", set_hyperparameters({"max_depth": "three"}),
+             ("'max_depth'", "an integer", "'three'")),
+    Rejected("negative hyperparameter", set_hyperparameters({"min_samples_leaf": "-1"}),
+             ("'min_samples_leaf'", ">= 1", "'-1'")),
+    Rejected("hyperparameter not one of its choices", set_hyperparameters({"criterion": "mse"}),
+             ("'criterion'", "'gini'", "'entropy'", "'log_loss'", "'mse'")),
+    Rejected("hyperparameters.json not JSON", set_config_text("hyperparameters.json", "max_depth=3"),
+             ("hyperparameters.json", "not valid JSON")),
+    Rejected("hyperparameters.json a JSON list",
+             set_config_text("hyperparameters.json", '["max_depth", "3"]'),
+             ("hyperparameters.json", "JSON object", "list")),
+    Rejected("failure reason longer than its limit",
+             set_hyperparameters({f"unknown_{i:03d}_" + "x" * 200: "1" for i in range(20)}),
+             ("unknown hyperparameters", "'unknown_000_")),
+    Rejected("inputdataconfig.json not JSON", set_config_text("inputdataconfig.json", "{training:"),
+             ("inputdataconfig.json", "not valid JSON")),
+    Rejected("unsupported content type", set_content_type("application/x-parquet"),
+             ("'training'", "application/x-parquet", "text/csv")),
+    Rejected("truncated gzip", set_files({"iris.csv.gz": gzip.compress(iris().encode())[:200]}),
+             ("iris.csv.gz", "truncated or corrupt gzip")),
+    Rejected("gz file that is not gzip", set_files({"iris.csv.gz": iris()}),
+             ("iris.csv.gz", "gzip")),
+    Rejected("one class", set_files({"iris.csv": iris(IRIS_ROWS[:40])}),
+             ("one class",)),
+    Rejected("a single column", set_files({"iris.csv": iris([row.split(",")[0] for row in IRIS_ROWS])}),
+             ("iris.csv", "1 column", "label first")),
+    Rejected("files with different columns",
+             set_files({"a.csv": iris(IRIS_ROWS[:60]),
+                        "b.csv": iris([row.rsplit(",", 1)[0] for row in IRIS_ROWS[60:]])}),
+             ("b.csv", "4 columns", "a.csv", "5")),
+    Rejected("validation with another feature count",
+             set_files({"iris.csv": iris([row.rsplit(",", 1)[0] for row in IRIS_ROWS])}, "validation"),
+             ("validation", "3 features", "4")),
+    Rejected("missing label", set_files({"iris.csv": iris_with(2, ",4.9,3,1.4,0.2")}),
+             ("iris.csv", "data row 2", "no label")),
+    Rejected("invalid UTF-8", set_files({"iris.csv": iris_with(7, "set\udcffosa,4.6,3.4,1.4,0.3")
+                                         .encode("utf-8", "surrogateescape")}),
+             ("iris.csv", "UTF-8")),
+    Rejected("invalid UTF-8 in a quoted field",
+             set_files({"iris.csv": iris_with(3, '"set\udcffosa",4.7,3.2,1.3,0.2')
+                        .encode("utf-8", "surrogateescape")}),
+             ("iris.csv", "UTF-8"),
+             bug="a file holding a double quote is decoded by channels._check_ragged without catching "
+                 "UnicodeDecodeError, so it is reported as AlgorithmError with exit 2"),
+]
+
+
+def scenarios() -> dict[str, Arrange]:
+    return {**ACCEPTED, **{case.id: case.arrange for case in REJECTED}}
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory) -> dict[str, Outcome]:
+    """Every scenario, arranged in its own /opt/ml and trained concurrently."""
+    def run(item: tuple[int, tuple[str, Arrange]]) -> tuple[str, Outcome]:
+        index, (name, arrange) = item
+        ml = copy_test_dir(tmp_path_factory.mktemp(f"scenario{index}") / "ml")
+        arrange(ml)
+        return name, Outcome(ml, run_train(ml, timeout=300))
+
+    with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 1) as pool:
+        return dict(pool.map(run, enumerate(scenarios().items())))
+
+
+def succeeded(outcomes: dict[str, Outcome], name: str) -> Outcome:
+    outcome = outcomes[name]
+    assert outcome.result.returncode == 0, outcome.result.stderr
+    assert not (outcome.ml / "output" / "failure").exists()
+    return outcome
+
+
+def model_left(model_dir: Path) -> list[str]:
+    return sorted(p.name for p in model_dir.iterdir()) if model_dir.exists() else []
+
+
+# --- success ------------------------------------------------------------------------------
+
+def test_bundled_job_exits_zero_and_prints_train_and_validation_accuracy(outcomes):
+    stdout = succeeded(outcomes, "bundled").result.stdout
+    train = [TRAIN_METRIC.fullmatch(line) for line in stdout.splitlines()]
+    validation = [VALIDATION_METRIC.fullmatch(line) for line in stdout.splitlines()]
+    [train] = [m for m in train if m]
+    [validation] = [m for m in validation if m]
+    assert float(train.group(1)) == pytest.approx(0.983333, abs=1e-6)
+    assert 0.8 <= float(validation.group(1)) <= 1.0
+
+
+def test_bundled_job_saves_a_model_that_predicts_iris_classes_as_strings(outcomes):
+    outcome = succeeded(outcomes, "bundled")
+    assert model_left(outcome.model_dir) == ["model.joblib", "model.json"]
+    model = joblib.load(outcome.model_dir / "model.joblib")
+    predictions = model.predict(np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]))
+    assert list(predictions) == ["setosa", "virginica"]
+    assert all(isinstance(p, str) for p in predictions)
+
+
+def test_bundled_job_describes_its_model_in_model_json(outcomes):
+    description = succeeded(outcomes, "bundled").description
+    assert description["model_file"] == "model.joblib"
+    assert description["n_features"] == 4
+    assert description["classes"] == IRIS_CLASSES
+    assert description["training_rows"] == 120
+    assert description["hyperparameters"]["max_leaf_nodes"] == 5
+    assert description["hyperparameters"]["criterion"] == "gini"
+    assert description["hyperparameters"]["min_samples_split"] == 2  # defaults filled in
+    assert {"python", "scikit-learn", "numpy", "pandas", "joblib"} <= description["versions"].keys()
+    assert set(description["metrics"]) == {"train", "validation"}
+
+
+def test_without_a_validation_channel_only_train_metrics_are_printed(outcomes):
+    outcome = succeeded(outcomes, "no validation channel")
+    assert TRAIN_METRIC.search(outcome.result.stdout)
+    assert not VALIDATION_METRIC.search(outcome.result.stdout)
+    assert set(outcome.description["metrics"]) == {"train"}
+
+
+def test_missing_config_files_mean_defaults(outcomes):
+    outcome = succeeded(outcomes, "no config files")
+    assert outcome.description["hyperparameters"]["max_leaf_nodes"] is None
+    assert VALIDATION_METRIC.search(outcome.result.stdout)  # the folder alone makes the channel
+
+
+def test_json_encoded_hyperparameters_from_the_python_sdk_are_decoded(outcomes):
+    hyperparameters = succeeded(outcomes, "SDK JSON-encoded hyperparameters").description["hyperparameters"]
+    assert hyperparameters["max_depth"] == 3
+    assert hyperparameters["criterion"] == "entropy"
+
+
+def test_tuning_and_sdk_keys_are_ignored(outcomes):
+    hyperparameters = succeeded(outcomes, "keys added by SageMaker").description["hyperparameters"]
+    assert hyperparameters["max_leaf_nodes"] == 5
+    assert not any(name.startswith(("_", "sagemaker_")) for name in hyperparameters)
+
+
+@pytest.mark.parametrize("name", ["nested folders", "gzipped csv", "hidden files", "several files"])
+def test_reads_every_visible_csv_and_csv_gz_under_the_channel(outcomes, name):
+    description = succeeded(outcomes, name).description
+    assert description["training_rows"] == 120
+    assert description["classes"] == IRIS_CLASSES
+
+
+def test_content_type_parameters_are_accepted(outcomes):
+    succeeded(outcomes, "content type with parameters")
+
+
+def test_a_host_that_is_not_the_first_exits_zero_without_a_model(outcomes):
+    outcome = succeeded(outcomes, "secondary host")
+    assert model_left(outcome.model_dir) == []
+    assert not TRAIN_METRIC.search(outcome.result.stdout)
+
+
+def test_the_first_host_in_sorted_order_trains(outcomes):
+    outcome = succeeded(outcomes, "first host")
+    assert model_left(outcome.model_dir) == ["model.joblib", "model.json"]
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", [case.param() for case in REJECTED])
+def test_bad_input_fails_with_a_reason_naming_the_problem_and_leaves_no_model(outcomes, case):
+    outcome = outcomes[case.id]
+    assert outcome.result.returncode == case.exit_code, outcome.result.stderr
+    reason = outcome.failure()
+    assert reason.count("\n") <= 1 and len(reason.rstrip("\n")) <= FAILURE_REASON_LIMIT
+    assert reason.startswith(case.kind), reason
+    for fragment in case.mentions:
+        assert fragment in reason
+    assert reason[len(case.kind):].strip()[:60] in " ".join(outcome.result.stderr.split())
+    assert not TRAIN_METRIC.search(outcome.result.stdout)
+    assert model_left(outcome.model_dir) == []  # no model files, no .staging-* folders
+
+
+def test_a_long_failure_reason_is_cut_to_the_1024_characters_sagemaker_shows(outcomes):
+    reason = outcomes["failure reason longer than its limit"].failure()
+    assert len(reason.rstrip("\n")) == FAILURE_REASON_LIMIT
+
+
+# --- stopping -----------------------------------------------------------------------------
+
+def random_csv(rows: int, seed: int = 0) -> bytes:
+    """`rows` rows like `b,4.127,0.503,7.291,2.068` with random labels: a tree that takes long to fit.
+
+    Built as a byte matrix, because formatting a million floats takes longer than the test may.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.empty((rows, 26), dtype=np.uint8)
+    out[:, 0] = rng.integers(0, 3, rows) + ord("a")
+    for feature in range(4):
+        start = 1 + 6 * feature
+        out[:, start] = ord(",")
+        out[:, start + 2] = ord(".")
+        out[:, [start + 1, start + 3, start + 4, start + 5]] = rng.integers(0, 10, (rows, 4)) + ord("0")
+    out[:, -1] = ord("\n")
+    return out.tobytes()
+
+
+def test_sigterm_during_a_long_fit_stops_promptly_with_143_and_no_model(base_dir):
+    set_files({"random.csv": random_csv(500_000)})(base_dir)
+    drop_channel("validation")(base_dir)
+    write_json(config(base_dir, "hyperparameters.json"), {})  # a fully grown tree: a long fit
+    log_path = base_dir.parent / "train.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([str(ALGO / "train")], env=host_env(base_dir),
+                                   stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        wait_until(lambda: "fit started" in log_path.read_text() or process.poll() is not None,
+                   timeout=60, what="the fit to start")
+        assert process.poll() is None, log_path.read_text()
+        process.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        code = process.wait(timeout=10)
+        elapsed = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert code == 143, log_path.read_text()
+    assert elapsed < 5
+    reason = (base_dir / "output" / "failure").read_text()
+    assert reason.count("\n") <= 1 and "stopped" in reason.lower() and "SIGTERM" in reason
+    assert model_left(base_dir / "model") == []
