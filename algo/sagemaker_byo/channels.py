@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 SUFFIXES = (".csv", ".csv.gz")
 SUPPORTED_CONTENT_TYPES = ("text/csv",)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -99,8 +100,13 @@ def _check_ragged(data: bytes, path: Path) -> int:
     """The number of fields per row; a row with another number is a user error naming its line."""
     lines = data.splitlines()
     if b'"' in data:  # quoted fields may hold commas: count properly, slowly
-        rows = csv.reader(io.TextIOWrapper(io.BytesIO(data), newline=""))
-        counts = np.array([len(row) if row else 0 for row in rows])
+        rows = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline=""))
+        try:
+            counts = np.array([len(row) if row else 0 for row in rows])
+        except UnicodeDecodeError as error:
+            raise UserError(f"{path} is not UTF-8 text: {error}") from None
+        except csv.Error as error:
+            raise UserError(f"{path} is not valid CSV: {error}") from None
     else:
         counts = np.array([line.count(b",") + 1 if line.strip() else 0 for line in lines])
     nonblank = counts > 0
@@ -148,12 +154,13 @@ def _numeric(frame: pd.DataFrame, path: Path) -> np.ndarray:
             )
         frame[column] = converted
     features = frame.to_numpy(dtype=np.float64)
-    infinite = np.isinf(features)
+    # float32 is what tree-based estimators compute in; beyond its range a value is infinite to them.
+    infinite = ~(np.abs(features) <= FLOAT32_MAX) & ~np.isnan(features)
     if infinite.any():
         row, column = np.argwhere(infinite)[0]
         raise UserError(
             f"{path}: feature column {frame.columns[column]} (CSV column {frame.columns[column] + 1}) is "
-            f"infinite or too large on data row {row + 1}; features must be finite numbers"
+            f"infinite or too large (over 3.4e38) on data row {row + 1}; features must be finite numbers"
         )
     return features
 

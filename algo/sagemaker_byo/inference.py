@@ -73,9 +73,15 @@ def conform(data: Any, schema: ModelSchema) -> Any:
             data = pd.DataFrame(data, columns=list(schema.feature_names))
     else:
         return data
-    if not schema.allow_nan:
-        values = data.to_numpy() if isinstance(data, pd.DataFrame) else data
-        if values.dtype.kind == "f" and np.isnan(values).any():
+    values = data.to_numpy() if isinstance(data, pd.DataFrame) else data
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        # The server runs scikit-learn with assume_finite=True (its own check costs more than
+        # the prediction of a small tree), so this check is the one that counts.
+        infinite = np.isinf(values)
+        if infinite.any():
+            row, column = np.argwhere(infinite)[0]
+            raise BadRequest(f"row {row + 1}, column {column + 1} is infinite or too large; send finite numbers")
+        if not schema.allow_nan:
             row, column = np.argwhere(np.isnan(values))[0]
             raise BadRequest(f"row {row + 1}, column {column + 1} is missing; this model needs every value")
     return data

@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from sagemaker_byo import decoders, encoders, settings
@@ -18,6 +21,7 @@ from sagemaker_byo.server import Hooks, create_app
 
 REPO = Path(__file__).resolve().parents[2]
 IRIS = REPO / "local_test" / "test_dir" / "input" / "data" / "training" / "iris.csv"
+IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +35,15 @@ def iris() -> tuple[np.ndarray, np.ndarray]:
 def iris_model(iris) -> DecisionTreeClassifier:
     features, labels = iris
     return DecisionTreeClassifier(random_state=0).fit(features, labels)
+
+
+@pytest.fixture(scope="session")
+def iris_pipeline(iris) -> Pipeline:
+    """A scaler and a logistic regression fitted on a DataFrame, so the model knows its feature names
+    (`feature_names_in_`) and refuses missing values."""
+    features, labels = iris
+    frame = pd.DataFrame(features, columns=list(IRIS_FEATURES))
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(frame, labels)
 
 
 def build_hooks(model, **overrides) -> Hooks:

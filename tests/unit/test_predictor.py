@@ -49,7 +49,7 @@ def test_hooks_chain_to_the_model_predictions(predictor, trained_dir):
 
 def test_output_fn_refuses_a_type_it_cannot_write(predictor):
     with pytest.raises(NotAcceptable):
-        predictor.output_fn(np.array(["setosa"]), "application/json")
+        predictor.output_fn(np.array(["setosa"]), "application/xml")
 
 
 def test_the_app_serves_the_trained_model(predictor, trained_dir):

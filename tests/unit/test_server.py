@@ -20,6 +20,8 @@ from sagemaker_byo.inference import ModelSchema, conform
 from sagemaker_byo.server import LoadedModel, create_app, invoke, load_model
 
 MB = 1024 * 1024
+ANSWERS = "text/csv, application/json, application/jsonlines"  # what encoders.ENCODERS writes
+READS = "text/csv, application/json, application/jsonlines, application/x-jsonlines, application/x-npy"
 
 
 def loaded(model) -> LoadedModel:
@@ -85,8 +87,8 @@ def test_invoke_hands_the_raw_body_and_content_type_to_input_fn(iris_model, make
     (b"", "text/csv", None, BadRequest, "the request body is empty; send one or more rows"),
     (b"1,2\n", "text/csv", None, BadRequest, "each row needs 4 features, got 2"),
     (b"1,2,3,x\n", "text/csv", None, BadRequest, "CSV row 1, column 4: 'x' is not a number"),
-    (b'{"a": 1}', "application/json", None, UnsupportedMediaType, "Content-Type 'application/json' is not supported"),
-    (b"1,2,3,4\n", "text/csv", "application/json", NotAcceptable, "cannot answer in 'application/json'"),
+    (b"<rows/>", "application/xml", None, UnsupportedMediaType, "Content-Type 'application/xml' is not supported"),
+    (b"1,2,3,4\n", "text/csv", "application/xml", NotAcceptable, "cannot answer in 'application/xml'"),
     (b"x" * (MB + 1), "text/csv", None, PayloadTooLarge, "the body is larger than the limit of 1 MB"),
 ])
 def test_invoke_raises_an_error_carrying_its_status(
@@ -197,7 +199,7 @@ def test_missing_content_type_is_read_as_csv(client):
     assert response.data == b"setosa\n"
 
 
-@pytest.mark.parametrize("accept", [None, "*/*", "text/*", "text/csv", "application/json, text/csv;q=0.1"])
+@pytest.mark.parametrize("accept", [None, "*/*", "text/*", "text/csv", "application/xml, text/csv;q=0.1"])
 def test_acceptable_accept_answers_csv(client, accept):
     headers = {"Accept": accept} if accept else {}
     response = client.post("/invocations", data=b"5.1,3.5,1.4,0.2\n", content_type="text/csv", headers=headers)
@@ -206,8 +208,8 @@ def test_acceptable_accept_answers_csv(client, accept):
 
 
 @pytest.mark.parametrize(("accept", "message"), [
-    ("application/json", "cannot answer in 'application/json'; this model answers in text/csv\n"),
-    ("text/csv;q=0", "cannot answer in 'text/csv;q=0'; this model answers in text/csv\n"),
+    ("application/xml", f"cannot answer in 'application/xml'; this model answers in {ANSWERS}\n"),
+    ("text/csv;q=0", f"cannot answer in 'text/csv;q=0'; this model answers in {ANSWERS}\n"),
 ])
 def test_unacceptable_accept_returns_406(client, accept, message):
     response = client.post("/invocations", data=b"5.1,3.5,1.4,0.2\n", content_type="text/csv",
@@ -215,11 +217,11 @@ def test_unacceptable_accept_returns_406(client, accept, message):
     assert assert_short_text(response, 406) == message
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "application/x-npy", "text/plain"])
+@pytest.mark.parametrize("content_type", ["application/xml", "application/octet-stream", "text/plain"])
 def test_unsupported_content_type_returns_415(client, content_type):
     response = client.post("/invocations", data=b"[[1, 2, 3, 4]]", content_type=content_type)
     text = assert_short_text(response, 415)
-    assert text == f"Content-Type {content_type!r} is not supported; send one of text/csv\n"
+    assert text == f"Content-Type {content_type!r} is not supported; send one of {READS}\n"
 
 
 @pytest.mark.parametrize(("body", "message"), [
@@ -293,8 +295,8 @@ def test_execution_parameters_describe_batch_transform_limits(make_client, make_
 
 
 def test_default_accept_must_be_a_type_output_fn_can_produce(iris_model, tmp_path, make_hooks, make_config):
-    with pytest.raises(settings.SettingsError, match="SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT='application/json'"):
-        create_app(make_hooks(iris_model), make_config(default_accept="application/json"),
+    with pytest.raises(settings.SettingsError, match="SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT='application/xml'"):
+        create_app(make_hooks(iris_model), make_config(default_accept="application/xml"),
                    settings.paths({settings.BASE_DIR: str(tmp_path)}))
 
 
