@@ -33,6 +33,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 ALGO = REPO / "algo"
 ROWS = (1, 100, 10_000)
+PATH = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"  # train and serve run this Python
 CONNECTIONS = (1, 4, 16)
 WORKERS = 2
 
@@ -100,9 +101,9 @@ def wait_ping(url: str, process: subprocess.Popen, timeout: float = 60) -> float
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
-            if requests.get(url + "/ping", timeout=1).status_code == 200:
+            if requests.get(url + "/ping", timeout=5).status_code == 200:
                 return time.monotonic() - started
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             pass
         time.sleep(0.01)
     raise RuntimeError("no /ping 200 within the timeout")
@@ -194,7 +195,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     base = work / "ml"
     shutil.copytree(REPO / "local_test" / "test_dir", base, ignore=shutil.ignore_patterns(".gitkeep"))
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "MODEL_SERVER_WORKERS": str(WORKERS)}
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "MODEL_SERVER_WORKERS": str(WORKERS), "PATH": PATH}
     subprocess.run([str(ALGO / "train")], env=env, check=True, capture_output=True, timeout=300)
 
     constant_algo = work / "constant-algo"

@@ -114,7 +114,8 @@ class Server:
         env = host_env(self.base_dir, SAGEMAKER_BIND_TO_PORT=str(self.port),
                        MODEL_SERVER_WORKERS=self.env.pop("MODEL_SERVER_WORKERS", "2"), **self.env)
         command = [str(ALGO / "serve")] + ([] if self.nginx else ["--no-nginx"])
-        with open(self.log_path, "wb") as log:
+        # Append mode: nginx opens /dev/stdout again, so every writer must append, not overwrite.
+        with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         if wait_ready:
             self.wait_for_ping(200)

@@ -21,6 +21,7 @@ from .errors import BadRequest, UnsupportedMediaType
 # Below this size the pure-Python path beats pandas' C parser (whose fixed cost is ~100 us).
 SMALL_CSV_BYTES = 2048
 _BOOLEAN_WORDS = re.compile(rb"(?i)true|false")
+_JSON_BOOLEANS = re.compile(rb"true|false")
 
 
 def _text(data: bytes, charset: str) -> str:
@@ -85,38 +86,45 @@ def decode_csv(data: bytes, charset: str = "utf-8") -> np.ndarray:
     return array
 
 
-def _rows_to_array(rows: list, what: str) -> np.ndarray:
-    """A list of rows (lists of numbers; null is a missing value) as a 2-D float64 array."""
+def _rows_to_array(rows: list, what: str, may_hold_booleans: bool = True) -> np.ndarray:
+    """A list of rows (lists of numbers; null is a missing value) as a 2-D float64 array.
+
+    The fast path lets numpy convert; it is taken only where it cannot hide a string, a null or
+    a boolean (numpy reads [1, true] as [1, 1]), else every cell is checked."""
     if not rows:
         raise BadRequest(f"{what} holds no rows")
-    try:
-        array = np.array(rows, dtype=np.float64)
-    except (ValueError, TypeError):
-        array = None
-    if array is not None and array.ndim == 2:
-        return array
+    array = None
+    if not may_hold_booleans:
+        try:
+            array = np.array(rows)  # no dtype: strings and nulls must not be converted silently
+        except (ValueError, TypeError, OverflowError):
+            pass
+    if array is not None and array.ndim == 2 and array.shape[1] and array.dtype.kind in "iuf":
+        return array.astype(np.float64)
     width = None
     out = []
     for i, row in enumerate(rows):
         if not isinstance(row, list):
             raise BadRequest(f"{what}: row {i + 1} is {_kind(row)}, not a list of numbers")
+        if not row:
+            raise BadRequest(f"{what}: row {i + 1} has no values")
         if width is None:
             width = len(row)
         elif len(row) != width:
             raise BadRequest(f"{what}: row {i + 1} has {len(row)} values but row 1 has {width}")
-        values = []
-        for j, cell in enumerate(row):
-            if cell is None:
-                values.append(np.nan)
-            elif isinstance(cell, (int, float)) and not isinstance(cell, bool):
-                values.append(cell)
-            else:
-                raise BadRequest(f"{what}: row {i + 1}, column {j + 1} is {_kind(cell)}, not a number")
-        out.append(values)
+        out.append([_number(cell, f"{what}: row {i + 1}, column {j + 1}") for j, cell in enumerate(row)])
+    return np.array(out, dtype=np.float64)
+
+
+def _number(cell, where: str) -> float:
+    if cell is None:
+        return np.nan
+    if isinstance(cell, bool) or not isinstance(cell, (int, float)):
+        raise BadRequest(f"{where} is {_kind(cell)}, not a number")
     try:
-        return np.array(out, dtype=np.float64)
+        return float(cell)
     except OverflowError:
-        raise BadRequest(f"{what}: a number is too large") from None
+        raise BadRequest(f"{where} is too large for a number") from None
 
 
 def _kind(value) -> str:
@@ -129,13 +137,13 @@ def _kind(value) -> str:
 
 def _records_to_frame(records: list, what: str) -> pd.DataFrame:
     """Objects of feature name to value, as a DataFrame (columns in first-seen order)."""
+    rows = []
     for i, record in enumerate(records):
         if not isinstance(record, dict):
             raise BadRequest(f"{what}: record {i + 1} is {_kind(record)}; send all records as objects")
-        for name, value in record.items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise BadRequest(f"{what}: record {i + 1}, feature {name!r} is {_kind(value)}, not a number")
-    return pd.DataFrame.from_records(records).astype(np.float64)
+        rows.append({name: _number(value, f"{what}: record {i + 1}, feature {name!r}")
+                     for name, value in record.items()})
+    return pd.DataFrame.from_records(rows).astype(np.float64)
 
 
 def _row(item):
@@ -145,21 +153,21 @@ def _row(item):
     return item
 
 
-def _json_value_to_input(value, what: str) -> np.ndarray | pd.DataFrame:
+def _json_value_to_input(value, what: str, booleans: bool) -> np.ndarray | pd.DataFrame:
     if isinstance(value, dict):
         if "columns" in value and "data" in value:  # pandas' split orientation
             columns, data = value["columns"], value["data"]
             if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
                 raise BadRequest(f"{what}: 'columns' must be a list of feature names")
-            array = _rows_to_array(data if isinstance(data, list) else [data], f"{what} 'data'")
+            array = _rows_to_array(data if isinstance(data, list) else [data], f"{what} 'data'", booleans)
             if array.shape[1] != len(columns):
                 raise BadRequest(f"{what}: 'data' rows have {array.shape[1]} values but 'columns' names {len(columns)}")
             return pd.DataFrame(array, columns=columns)
         for key in ("instances", "inputs"):
             if key in value:
-                return _json_value_to_input(value[key], f"{what} '{key}'")
+                return _json_value_to_input(value[key], f"{what} '{key}'", booleans)
         if "features" in value:
-            return _rows_to_array([value["features"]], what)
+            return _rows_to_array([value["features"]], what, booleans)
         raise BadRequest(
             f"{what}: an object needs 'instances', 'inputs', 'features', or 'columns' and 'data'"
         )
@@ -171,7 +179,7 @@ def _json_value_to_input(value, what: str) -> np.ndarray | pd.DataFrame:
         rows = [_row(item) for item in value]
         if not any(isinstance(r, (list, dict)) for r in rows):
             rows = [rows]  # a single row: [5.1, 3.5, 1.4, 0.2]
-        return _rows_to_array(rows, what)
+        return _rows_to_array(rows, what, booleans)
     raise BadRequest(f"{what} is {_kind(value)}; send a list of rows or an object with 'instances'")
 
 
@@ -187,7 +195,8 @@ def _parse_json(text: str, what: str):
 def decode_json(data: bytes, charset: str = "utf-8") -> np.ndarray | pd.DataFrame:
     """A list of rows, {"instances": [...]}, {"inputs": [...]}, pandas' split orientation
     {"columns": [...], "data": [[...]]}, or a list of records [{"name": value, ...}]."""
-    return _json_value_to_input(_parse_json(_text(data, charset), "the JSON body"), "the JSON body")
+    value = _parse_json(_text(data, charset), "the JSON body")
+    return _json_value_to_input(value, "the JSON body", _JSON_BOOLEANS.search(data) is not None)
 
 
 def decode_jsonlines(data: bytes, charset: str = "utf-8") -> np.ndarray | pd.DataFrame:
@@ -201,28 +210,40 @@ def decode_jsonlines(data: bytes, charset: str = "utf-8") -> np.ndarray | pd.Dat
         raise BadRequest("the body holds no JSON lines")
     if all(isinstance(item, dict) and "features" not in item for item in items):
         return _records_to_frame(items, "the JSON lines")
-    return _rows_to_array([_row(item) for item in items], "the JSON lines")
+    return _rows_to_array([_row(item) for item in items], "the JSON lines", _JSON_BOOLEANS.search(data) is not None)
+
+
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def decode_npy(data: bytes, charset: str = "utf-8") -> np.ndarray:
-    """A NumPy .npy array of numbers, 1-D (one row) or 2-D. Never unpickled."""
-    try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as error:
-        if "pickle" in str(error).lower() or "object" in str(error).lower():
-            raise BadRequest("the .npy body holds Python objects; send an array of numbers") from None
-        raise BadRequest(f"the body is not a valid .npy array: {error}") from None
-    except (OSError, EOFError) as error:
-        raise BadRequest(f"the body is not a valid .npy array: {error}") from None
-    if not isinstance(array, np.ndarray):
+    """A NumPy .npy array of numbers, 1-D (one row) or 2-D. Read as .npy only: never unpickled,
+    never an .npz archive, and its header is checked against the body before anything is allocated."""
+    stream = io.BytesIO(data)
+    if not data.startswith(b"\x93NUMPY"):
         raise BadRequest("the body is not a .npy array")
-    if array.dtype.kind not in "biuf":
-        raise BadRequest(f"the .npy array holds {array.dtype} values; send numbers")
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = _NPY_HEADER_READERS.get(version)
+        if read_header is None:
+            raise ValueError(f"unsupported .npy format version {version}")
+        shape, fortran_order, dtype = read_header(stream)
+    except (ValueError, EOFError, SyntaxError, TypeError) as error:
+        raise BadRequest(f"the body is not a valid .npy array ({error})") from None
+    if dtype.hasobject:
+        raise BadRequest("the .npy body holds Python objects; send an array of numbers")
+    if dtype.kind not in "biuf":
+        raise BadRequest(f"the .npy array holds {dtype} values; send numbers")
+    if len(shape) not in (1, 2) or 0 in shape:
+        raise BadRequest(f"the .npy array has shape {shape}; send one row or a 2-D array of rows")
+    if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != len(data) - stream.tell():
+        raise BadRequest(f"the body is not a valid .npy array: its header says shape {shape} of {dtype}, "
+                         f"which the {len(data) - stream.tell()} bytes after it do not hold")
+    array = np.frombuffer(data, dtype=dtype, offset=stream.tell())
+    array = array.reshape(shape, order="F" if fortran_order else "C")
     if array.ndim == 1:
         array = array.reshape(1, -1)
-    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-        raise BadRequest(f"the .npy array has shape {array.shape}; send one row or a 2-D array of rows")
-    return array.astype(np.float64, copy=False)
+    return array.astype(np.float64)
 
 
 def _check_finite(data):

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sklearn
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
@@ -106,9 +105,6 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
         raise settings.SettingsError(
             f"{settings.DEFAULT_ACCEPT}={config.default_accept!r} is not one of {', '.join(hooks.accept_types)}"
         )
-    # conform() checks every request for infinite values, and for missing ones where the model
-    # cannot take them, so scikit-learn's own check (a third of a small model's predict) is skipped.
-    sklearn.set_config(assume_finite=True)
     loaded = load_model(hooks, paths.model)
 
     app = Flask("sagemaker_byo")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -190,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     except settings.SettingsError as error:
         log.error("bad configuration: %s", error)
         return 2
-    runtime_dir = Path(os.environ.get(settings.RUNTIME_DIR) or tempfile.mkdtemp(prefix="sagemaker-serve-"))
+    given = os.environ.get(settings.RUNTIME_DIR)
+    runtime_dir = Path(given or tempfile.mkdtemp(prefix="sagemaker-serve-"))
     runtime_dir.mkdir(parents=True, exist_ok=True)
     runtime_dir.chmod(0o755)  # nginx's workers (user nobody) must reach the socket
     log.info("serving on port %d with %d workers, timeout %ds, body limit %d MB%s",
@@ -203,3 +205,6 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("serve failed; stopping")
         supervisor.stop_all()
         return 1
+    finally:
+        if not given:
+            shutil.rmtree(runtime_dir, ignore_errors=True)

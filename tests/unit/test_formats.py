@@ -79,20 +79,6 @@ def bad_request(data: bytes, content_type: str) -> str:
     return raised.value.message
 
 
-def bug(reason: str):
-    return pytest.mark.xfail(reason=f"BUG: {reason}", strict=True)
-
-
-STRINGS_PASS_AS_NUMBERS = bug("decoders._rows_to_array converts JSON strings of digits to numbers "
-                              "(np.array(rows, dtype=float64) parses '5.1'); records refuse them")
-BOOLEANS_PASS_AS_NUMBERS = bug("decoders._rows_to_array reads JSON true/false in rows as 1.0/0.0 "
-                               "(np.array(rows, dtype=float64)); records refuse them")
-HUGE_INTEGER_IS_500 = bug("a JSON integer too large for a float raises OverflowError, uncaught in the fast "
-                          "paths of _rows_to_array and _records_to_frame, so the server answers 500")
-EMPTY_ROW_ACCEPTED = bug("a JSON row with no values decodes to a (1, 0) array instead of a 400 "
-                         "(decode_npy refuses zero columns; _rows_to_array does not)")
-
-
 # -- decoders: what each format decodes to -----------------------------------------------------
 
 @pytest.mark.parametrize(("body", "expected"), [
@@ -256,7 +242,6 @@ def test_malformed_json_lines_are_a_400_with_a_short_reason(body, message):
     ("application/json", b'{"columns": ["a", "b"], "data": [["5.1", 3.5]]}'),
     ("application/jsonlines", b'["5.1", "3.5"]\n'),
 ])
-@STRINGS_PASS_AS_NUMBERS
 def test_strings_of_digits_are_not_numbers(content_type, body):
     assert "is the string '5.1', not a number" in bad_request(body, content_type)
 
@@ -267,16 +252,14 @@ def test_strings_of_digits_are_not_numbers(content_type, body):
     ("application/json", b'{"instances": [[false, 1]]}'),
     ("application/jsonlines", b"[1, true]\n"),
 ])
-@BOOLEANS_PASS_AS_NUMBERS
 def test_booleans_are_not_numbers(content_type, body):
     assert "is a boolean, not a number" in bad_request(body, content_type)
 
 
 @pytest.mark.parametrize(("content_type", "body"), [
-    pytest.param("application/json", b"[[1, 2], [3, 1" + b"0" * 400 + b"]]", id="rows-fast-path",
-                 marks=HUGE_INTEGER_IS_500),
-    pytest.param("application/json", b'[{"a": 1' + b"0" * 400 + b"}]", id="records", marks=HUGE_INTEGER_IS_500),
-    pytest.param("application/jsonlines", b"[1" + b"0" * 400 + b", 2]\n", id="lines", marks=HUGE_INTEGER_IS_500),
+    pytest.param("application/json", b"[[1, 2], [3, 1" + b"0" * 400 + b"]]", id="rows-fast-path"),
+    pytest.param("application/json", b'[{"a": 1' + b"0" * 400 + b"}]", id="records"),
+    pytest.param("application/jsonlines", b"[1" + b"0" * 400 + b", 2]\n", id="lines"),
     pytest.param("application/json", b"[[1, 2], [3, 1" + b"0" * 400 + b".0]]", id="as-a-float"),
 ])
 def test_a_number_too_large_for_a_float_is_a_400(content_type, body):
@@ -289,7 +272,6 @@ def test_a_number_too_large_for_a_float_is_a_400(content_type, body):
     ("application/json", b'[{"features": []}]'),
     ("application/jsonlines", b"[]\n"),
 ])
-@EMPTY_ROW_ACCEPTED
 def test_a_row_without_values_is_a_400(content_type, body):
     bad_request(body, content_type)
 
@@ -304,10 +286,10 @@ def test_a_row_without_values_is_a_400(content_type, body):
     (npy(np.float64(1.5)), "the .npy array has shape (); send one row or a 2-D array of rows"),
     (npy(np.zeros((0, 4))), "the .npy array has shape (0, 4); send one row or a 2-D array of rows"),
     (npy(np.zeros((2, 0))), "the .npy array has shape (2, 0); send one row or a 2-D array of rows"),
-    (npy(np.zeros((2, 4)))[:-8], "the body is not a valid .npy array: EOF: reading array data, expected 64 bytes"),
-    (npy_header_only((1000, 4)), "the body is not a valid .npy array: EOF: reading array data"),
-    (b"", "the body is not a valid .npy array"),
-    (b"garbage bytes, not an array", "the "),
+    (npy(np.zeros((2, 4)))[:-8], "the body is not a valid .npy array: its header says shape (2, 4)"),
+    (npy_header_only((1000, 4)), "the body is not a valid .npy array: its header says shape (1000, 4)"),
+    (b"", "the body is not a .npy array"),
+    (b"garbage bytes, not an array", "the body is not a .npy array"),
     (npy(np.array([[1.0, np.inf]])), "row 1, column 2 is infinite or too large; send finite numbers"),
 ])
 def test_malformed_npy_is_a_400_with_a_short_reason(body, message):
@@ -332,24 +314,17 @@ def test_an_npz_archive_is_not_an_npy_array():
     assert bad_request(buffer.getvalue(), "application/x-npy") == "the body is not a .npy array"
 
 
-@bug("np.load reads any body starting with the zip magic 'PK\\x03\\x04' as an .npz archive and raises "
-     "zipfile.BadZipFile, which decode_npy does not catch: a 500 for a malformed body")
 def test_a_body_that_looks_like_a_zip_but_is_not_is_a_400():
     assert bad_request(b"PK\x03\x04" + b"x" * 40, "application/x-npy").startswith("the body is not")
 
 
-@bug("an .npy header claiming a huge shape makes np.load allocate it before reading: MemoryError, "
-     "uncaught by decode_npy, so a 128-byte body answers 500")
 def test_an_npy_header_claiming_a_huge_shape_is_a_400():
     assert bad_request(npy_header_only((2**50,)), "application/x-npy").startswith(
         "the body is not a valid .npy array")
 
 
-@bug("bytes without the .npy magic are reported as 'holds Python objects' (np.load falls back to pickle "
-     "and decode_npy matches 'pickle' in its error); the body is simply not an .npy array")
 def test_garbage_bytes_are_reported_as_not_an_npy_array():
-    assert bad_request(b"garbage bytes, not an array", "application/x-npy").startswith(
-        "the body is not a valid .npy array")
+    assert bad_request(b"garbage bytes, not an array", "application/x-npy") == "the body is not a .npy array"
 
 
 # -- encoders --------------------------------------------------------------------------------
@@ -498,6 +473,9 @@ def test_conform_names_the_columns_of_an_array_for_a_model_with_feature_names(na
     ("unnamed", frame(NAMES), "this model was trained without feature names; send rows as lists of values "
                               "instead of named columns or records"),
     ("named", np.array([[1.0, np.nan, 3.0, 4.0]]), "row 1, column 2 is missing; this model needs every value"),
+    ("unnamed", np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, -np.inf]]),
+     "row 2, column 4 is infinite or too large; send finite numbers"),  # also from a custom input_fn
+    ("named", np.array([[np.nan, np.inf, 3.0, 4.0]]), "row 1, column 2 is infinite or too large; send finite numbers"),
     ("named", frame(NAMES[::-1], [(1, 2, 3, 4), (5, 6, np.nan, 8)]),
      "row 2, column 2 is missing; this model needs every value"),  # counted in the model's column order
 ])
@@ -736,6 +714,16 @@ def test_an_unknown_output_attribute_is_a_400(serve_model, iris_model):
     assert response.status_code == 400
     assert response.get_data(as_text=True) == (
         "custom attribute output='labels': use output=predictions or output=probabilities\n")
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    pytest.param("application/json", b"[[1" + b"0" * 400 + b", 2, 3, 4]]", id="huge-json-integer"),
+    pytest.param("application/x-npy", b"PK\x03\x04" + b"x" * 40, id="zip-magic"),
+    pytest.param("application/x-npy", npy_header_only((2**50,)), id="npy-huge-shape"),
+])
+def test_a_malformed_body_is_never_a_500(serve_model, iris_model, content_type, body):
+    response = post(serve_model(iris_model), body, content_type)
+    assert response.status_code == 400
 
 
 @pytest.mark.parametrize(("accept", "expected"), [
