@@ -1,7 +1,10 @@
-"""Training channels: find the CSV files SageMaker copied in, read them, and say clearly what is wrong.
+"""Training channels: find the CSV data SageMaker hands over, read it, and say clearly what is wrong.
 
-SageMaker's CSV convention: no header, the label in the first column. Every `.csv` and `.csv.gz`
-file under the channel folder is read (recursively, in name order); hidden files are skipped.
+File and FastFile mode: every `.csv` and `.csv.gz` file under /opt/ml/input/data/<channel>
+(recursively, in name order; hidden files skipped). Pipe mode: the FIFO
+/opt/ml/input/data/<channel>_0 (the first epoch). SageMaker's CSV convention is no header; a
+header row is read when the job says so. Numeric columns are stored as float32, the precision
+tree ensembles compute in, which halves the memory of a large channel.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import gzip
 import io
 import json
 import logging
+import stat
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,17 +30,17 @@ log = logging.getLogger(__name__)
 SUFFIXES = (".csv", ".csv.gz")
 SUPPORTED_CONTENT_TYPES = ("text/csv",)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+PIPE_OPEN_TIMEOUT = 60  # seconds to wait for SageMaker to create a channel's FIFO
 
 
 @dataclass
-class Dataset:
-    features: np.ndarray  # float64, rows x features
-    labels: np.ndarray  # as read: strings or numbers
-    files: list[Path]
+class Table:
+    frame: pd.DataFrame
+    sources: list[str]
 
     @property
     def rows(self) -> int:
-        return len(self.labels)
+        return len(self.frame)
 
 
 def input_data_config(path: Path) -> dict:
@@ -60,6 +65,10 @@ def check_content_type(name: str, config: dict) -> None:
                 f"channel '{name}' has ContentType {content_type!r}; this algorithm reads "
                 f"{', '.join(SUPPORTED_CONTENT_TYPES)} (set ContentType in the channel's configuration)"
             )
+
+
+def input_mode(name: str, config: dict) -> str:
+    return str((config.get(name) or {}).get("TrainingInputMode") or "File")
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -96,104 +105,155 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-def _check_ragged(data: bytes, path: Path) -> int:
-    """The number of fields per row; a row with another number is a user error naming its line."""
-    lines = data.splitlines()
-    if b'"' in data:  # quoted fields may hold commas: count properly, slowly
-        rows = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline=""))
+def _read_pipe(name: str, fifo: Path) -> bytes:
+    deadline = time.monotonic() + PIPE_OPEN_TIMEOUT
+    while not fifo.exists():  # SageMaker creates the FIFO when it starts streaming
+        if time.monotonic() > deadline:
+            raise UserError(f"channel '{name}' is in Pipe mode but {fifo} did not appear within "
+                            f"{PIPE_OPEN_TIMEOUT}s")
+        time.sleep(0.1)
+    if not stat.S_ISFIFO(fifo.stat().st_mode) and not fifo.is_file():
+        raise UserError(f"{fifo} is neither a pipe nor a file")
+    with open(fifo, "rb") as pipe:  # reading to the end closes this epoch
+        data = pipe.read()
+    if data[:2] == b"\x1f\x8b":  # gzip streams arrive as they are stored
         try:
-            counts = np.array([len(row) if row else 0 for row in rows])
-        except UnicodeDecodeError as error:
-            raise UserError(f"{path} is not UTF-8 text: {error}") from None
-        except csv.Error as error:
-            raise UserError(f"{path} is not valid CSV: {error}") from None
-    else:
-        counts = np.array([line.count(b",") + 1 if line.strip() else 0 for line in lines])
-    nonblank = counts > 0
-    if not nonblank.any():
-        return 0
-    width = int(counts[nonblank][0])
-    bad = np.flatnonzero(nonblank & (counts != width))
-    if bad.size:
-        line = int(bad[0]) + 1
-        raise UserError(
-            f"{path}: line {line} has {int(counts[bad[0]])} fields but line "
-            f"{int(np.flatnonzero(nonblank)[0]) + 1} has {width}; every row needs the same number of columns"
-        )
-    return width
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as error:
+            raise UserError(f"channel '{name}': the piped data is a truncated or corrupt gzip: {error}") from None
+    return data
 
 
-def read_frame(path: Path) -> pd.DataFrame | None:
-    """One CSV file as a DataFrame of raw values; None for an empty file."""
-    data = _read_bytes(path)
+def _ragged_line(data: bytes, width: int, header: bool) -> tuple[int, int] | None:
+    """The first line (1-based) whose field count is not `width`, with its count; None if all match."""
+    rows = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace", newline=""))
+    for number, row in enumerate(rows, start=1):
+        if row and len(row) != width:
+            return number, len(row)
+    return None
+
+
+def _parse(data: bytes, where: str, header: bool) -> pd.DataFrame | None:
     if not data.strip():
-        log.warning("skipping empty file %s", path)
+        log.warning("skipping empty input %s", where)
         return None
-    _check_ragged(data, path)
     try:
-        frame = pd.read_csv(io.BytesIO(data), header=None, skip_blank_lines=True, low_memory=False)
+        frame = pd.read_csv(io.BytesIO(data), header=0 if header else None, skip_blank_lines=True,
+                            low_memory=False, encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise UserError(f"{path} is not UTF-8 text: {error}") from None
-    except (pd.errors.ParserError, ValueError) as error:
-        raise UserError(f"{path} is not valid CSV: {error}") from None
+        raise UserError(f"{where} is not UTF-8 text: {error}") from None
+    except pd.errors.ParserError as error:
+        raise UserError(f"{where} is not valid CSV, or its rows differ in length: {error}") from None
+    except pd.errors.EmptyDataError:
+        log.warning("skipping empty input %s", where)
+        return None
+    except ValueError as error:
+        raise UserError(f"{where} is not valid CSV: {error}") from None
+    width = frame.shape[1]
+    # pandas pads a short row with missing values: the comma count tells whether any row was short
+    # (quoted commas make the count differ too; then the rows are counted one by one).
+    expected = (width - 1) * (len(frame) + (1 if header else 0))
+    if data.count(b",") != expected:
+        bad = _ragged_line(data, width, header)
+        if bad is not None:
+            line, count = bad
+            raise UserError(f"{where}: line {line} has {count} fields but the first row has {width}; "
+                            f"every row needs the same number of columns")
+    if header:
+        frame.columns = [str(c).strip() for c in frame.columns]
+        duplicated = frame.columns[frame.columns.duplicated()].tolist()
+        if duplicated:
+            raise UserError(f"{where}: the header names {duplicated[0]!r} twice")
     return frame
 
 
-def _numeric(frame: pd.DataFrame, path: Path) -> np.ndarray:
+def _compact(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numeric columns as float32 (a column at a time, so the peak stays near one copy)."""
     for column in frame.columns:
-        series = frame[column]
-        if series.dtype.kind in "biuf":
-            continue
-        converted = pd.to_numeric(series, errors="coerce")
-        bad = converted.isna() & series.notna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise UserError(
-                f"{path}: feature column {column} (CSV column {column + 1}) holds {series.iloc[row]!r} "
-                f"on data row {row + 1}; features must be numbers (the label goes in the first column)"
-            )
-        frame[column] = converted
-    features = frame.to_numpy(dtype=np.float64)
-    # float32 is what tree-based estimators compute in; beyond its range a value is infinite to them.
-    infinite = ~(np.abs(features) <= FLOAT32_MAX) & ~np.isnan(features)
-    if infinite.any():
-        row, column = np.argwhere(infinite)[0]
-        raise UserError(
-            f"{path}: feature column {frame.columns[column]} (CSV column {frame.columns[column] + 1}) is "
-            f"infinite or too large (over 3.4e38) on data row {row + 1}; features must be finite numbers"
-        )
-    return features
+        if frame[column].dtype.kind in "biuf":
+            frame[column] = frame[column].astype(np.float32)
+    return frame
 
 
-def read_channel(name: str, root: Path) -> Dataset:
-    """Labels and numeric features of every CSV file in a channel."""
-    files = channel_files(name, root)
-    features, labels, used = [], [], []
-    width = None
-    for path in files:
-        frame = read_frame(path)
+def read_table(name: str, root: Path, *, header: bool = False, mode: str = "File") -> Table:
+    """Every row of a channel as one DataFrame of raw values (numbers as float32, text as str)."""
+    if mode == "Pipe":
+        fifo = root.parent / f"{name}_0"
+        frame = _parse(_read_pipe(name, fifo), f"channel '{name}' ({fifo})", header)
+        if frame is None:
+            raise UserError(f"channel '{name}' has no data rows: its pipe {fifo} delivered nothing")
+        log.info("channel %s: read %d rows from the pipe %s", name, len(frame), fifo.name)
+        return Table(_compact(frame), [str(fifo)])
+    frames, sources = [], []
+    started = time.monotonic()
+    for path in channel_files(name, root):
+        frame = _parse(_read_bytes(path), str(path), header)
         if frame is None:
             continue
-        if frame.shape[1] < 2:
-            raise UserError(f"{path} has {frame.shape[1]} column; it needs the label first, then at least one feature")
-        if width is not None and frame.shape[1] != width:
-            raise UserError(
-                f"{path} has {frame.shape[1]} columns but {used[0]} has {width}; all files of channel "
-                f"'{name}' need the same columns"
-            )
-        width = frame.shape[1]
-        label = frame.pop(0)
-        if label.isna().any():
-            row = int(np.flatnonzero(label.isna().to_numpy())[0])
-            raise UserError(f"{path}: data row {row + 1} has no label in the first column")
-        frame.columns = range(1, width)
-        features.append(_numeric(frame, path))
-        labels.append(label.to_numpy())
-        used.append(path)
-        log.info("channel %s: read %d rows from %s", name, len(frame), path.name)
-    if not used:
+        if frames and list(frame.columns) != list(frames[0].columns):
+            first = sources[0]
+            if frame.shape[1] != frames[0].shape[1]:
+                raise UserError(f"{path} has {frame.shape[1]} columns but {first} has {frames[0].shape[1]}; "
+                                f"all files of channel '{name}' need the same columns")
+            raise UserError(f"{path} has another header than {first}; all files of channel '{name}' "
+                            f"need the same columns")
+        frames.append(_compact(frame))
+        sources.append(str(path))
+        total = sum(len(f) for f in frames)
+        log.info("channel %s: read %d rows from %s (%d rows so far, %.1fs)", name, len(frame), path.name,
+                 total, time.monotonic() - started)
+    if not frames:
         raise UserError(f"channel '{name}' has no data rows: every file under {root} is empty")
-    y = np.concatenate(labels)
-    if y.dtype == object:
-        y = y.astype(str)
-    return Dataset(features=np.vstack(features), labels=y, files=used)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, copy=False)
+    return Table(frame, sources)
+
+
+def split_target(table: Table, target: str | int | None, channel: str) -> tuple[pd.DataFrame, pd.Series]:
+    """Features and target column; `target` is a header name or a 0-based index (default: 0)."""
+    frame = table.frame
+    if frame.shape[1] < 2:
+        raise UserError(f"channel '{channel}' has {frame.shape[1]} column; it needs a target and at least "
+                        f"one feature")
+    if target is None:
+        target = 0
+    if isinstance(target, str) and not target.lstrip("-").isdigit():
+        if target not in frame.columns:
+            names = ", ".join(map(repr, list(frame.columns)[:20]))
+            hint = "" if any(isinstance(c, str) for c in frame.columns) else " (set header=true to read names)"
+            raise UserError(f"target column {target!r} is not in channel '{channel}'; its columns are {names}{hint}")
+        column = target
+    else:
+        index = int(target)
+        if not -frame.shape[1] <= index < frame.shape[1]:
+            raise UserError(f"target column index {index} is outside channel '{channel}' with "
+                            f"{frame.shape[1]} columns")
+        column = frame.columns[index]
+    y = frame[column]
+    missing = y.isna().to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise UserError(f"channel '{channel}': data row {row + 1} has no value in the target column {column!r}")
+    features = frame.drop(columns=[column])
+    return features, y
+
+
+def check_features(features: pd.DataFrame, channel: str) -> None:
+    """Numbers must be finite (within float32); text columns are categories."""
+    for column in features.columns:
+        values = features[column]
+        if values.dtype.kind == "f":
+            bad = ~(np.abs(values.to_numpy(dtype=np.float64)) <= FLOAT32_MAX) & values.notna().to_numpy()
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise UserError(f"channel '{channel}': feature {column!r} is infinite or too large "
+                                f"(over 3.4e38) on data row {row + 1}; features must be finite numbers")
+        elif not pd.api.types.is_numeric_dtype(values.dtype):
+            # Mostly numbers with a few words is a typo, not a category.
+            numbers = pd.to_numeric(values, errors="coerce")
+            words = numbers.isna() & values.notna()
+            present = int(values.notna().sum())
+            if present and words.any() and (present - int(words.sum())) / present >= 0.9:
+                row = int(np.flatnonzero(words.to_numpy())[0])
+                raise UserError(f"channel '{channel}': feature {column!r} holds numbers but "
+                                f"{values.iloc[row]!r} on data row {row + 1}; fix the value, or make the "
+                                f"column all text to use it as a category")

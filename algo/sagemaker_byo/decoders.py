@@ -1,12 +1,15 @@
 """Request bodies to model input. One function per media type; `DECODERS` maps one to the other.
 
-Every decoder returns a 2-D float64 array (rows x features), or a DataFrame when the body names
-its features, and raises `BadRequest` with a short message naming the row and column for anything
-malformed. Empty cells and JSON nulls are missing values (NaN).
+Every decoder returns a 2-D array (rows x features: float64, or object where some cells are text),
+or a DataFrame when the body names its features, and raises `BadRequest` with a short message
+naming the row and column for anything malformed. Empty cells and JSON nulls are missing values
+(NaN). Whether text is a category or a mistake, and whether values are finite, is for the
+model's schema to say (`inference.conform`).
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -35,12 +38,15 @@ def _text(data: bytes, charset: str) -> str:
 
 
 def _csv_rows_slowly(text: str) -> np.ndarray:
-    """Row by row, to find and name exactly what is wrong."""
-    rows = [line.split(",") for line in text.splitlines() if line.strip()]
+    """Row by row: numbers as floats, empty cells as NaN, anything else kept as text (a category,
+    or a mistake the model's schema will name); ragged rows are refused here."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    rows = list(csv.reader(lines)) if '"' in text else [line.split(",") for line in lines]
     if not rows:
         raise BadRequest("the body holds no CSV rows")
     width = len(rows[0])
-    out = np.empty((len(rows), width), dtype=np.float64)
+    out = np.empty((len(rows), width), dtype=object)
+    numeric = True
     for i, row in enumerate(rows):
         if len(row) != width:
             raise BadRequest(f"CSV row {i + 1} has {len(row)} values but row 1 has {width}")
@@ -50,20 +56,22 @@ def _csv_rows_slowly(text: str) -> np.ndarray:
                 out[i, j] = np.nan
                 continue
             try:
-                out[i, j] = float(cell)
+                value = float(cell)
             except ValueError:
-                shown = cell if len(cell) <= 40 else cell[:40] + "..."
-                raise BadRequest(f"CSV row {i + 1}, column {j + 1}: {shown!r} is not a number") from None
-    return out
+                out[i, j] = cell
+                numeric = False
+                continue
+            out[i, j] = value
+    return out.astype(np.float64) if numeric else out
 
 
 def decode_csv(data: bytes, charset: str = "utf-8") -> np.ndarray:
-    """Header-less CSV rows of numbers."""
+    """Header-less CSV rows: a float64 array, or an object array where some cells are text."""
     # One fast pass: a body of digits, signs, points, exponents, commas and line breaks needs none
     # of the checks below.
     plain = not data.translate(None, _PLAIN_NUMBER_BYTES)
-    if not plain and b'"' in data:
-        raise BadRequest("quoted CSV fields are not supported; send plain numbers separated by commas")
+    if not plain and b'"' in data:  # quoted text: the csv module reads it
+        return _csv_rows_slowly(_text(data, charset))
     if len(data) <= SMALL_CSV_BYTES:
         text = _text(data, charset)
         rows = [line.split(",") for line in text.splitlines() if line and not line.isspace()]
@@ -116,15 +124,22 @@ def _rows_to_array(rows: list, what: str, may_hold_booleans: bool = True) -> np.
             width = len(row)
         elif len(row) != width:
             raise BadRequest(f"{what}: row {i + 1} has {len(row)} values but row 1 has {width}")
-        out.append([_number(cell, f"{what}: row {i + 1}, column {j + 1}") for j, cell in enumerate(row)])
+        out.append([_value(cell, f"{what}: row {i + 1}, column {j + 1}") for j, cell in enumerate(row)])
+    if any(isinstance(cell, str) for row in out for cell in row):
+        array = np.empty((len(out), width), dtype=object)
+        array[:] = out
+        return array
     return np.array(out, dtype=np.float64)
 
 
-def _number(cell, where: str) -> float:
+def _value(cell, where: str) -> float | str:
+    """A number as a float, text as it is (a category), null as NaN; anything else is refused."""
     if cell is None:
         return np.nan
+    if isinstance(cell, str):
+        return cell
     if isinstance(cell, bool) or not isinstance(cell, (int, float)):
-        raise BadRequest(f"{where} is {_kind(cell)}, not a number")
+        raise BadRequest(f"{where} is {_kind(cell)}, not a number or text")
     try:
         return float(cell)
     except OverflowError:
@@ -145,9 +160,10 @@ def _records_to_frame(records: list, what: str) -> pd.DataFrame:
     for i, record in enumerate(records):
         if not isinstance(record, dict):
             raise BadRequest(f"{what}: record {i + 1} is {_kind(record)}; send all records as objects")
-        rows.append({name: _number(value, f"{what}: record {i + 1}, feature {name!r}")
+        rows.append({name: _value(value, f"{what}: record {i + 1}, feature {name!r}")
                      for name, value in record.items()})
-    return pd.DataFrame.from_records(rows).astype(np.float64)
+    frame = pd.DataFrame.from_records(rows)
+    return frame.astype(np.float64) if all(dtype.kind == "f" for dtype in frame.dtypes) else frame
 
 
 def _row(item):
@@ -250,14 +266,6 @@ def decode_npy(data: bytes, charset: str = "utf-8") -> np.ndarray:
     return array.astype(np.float64)
 
 
-def _check_finite(data):
-    array = data.to_numpy() if isinstance(data, pd.DataFrame) else data
-    if array.dtype.kind == "f" and np.isinf(array).any():
-        row, column = np.argwhere(np.isinf(array))[0]
-        raise BadRequest(f"row {row + 1}, column {column + 1} is infinite or too large; send finite numbers")
-    return data
-
-
 DECODERS: dict[str, Callable[[bytes, str], np.ndarray | pd.DataFrame]] = {
     "text/csv": decode_csv,
     "application/json": decode_json,
@@ -275,4 +283,4 @@ def decode(data: bytes, content_type: str | None) -> np.ndarray | pd.DataFrame:
         raise UnsupportedMediaType(
             f"Content-Type {media_type!r} is not supported; send one of {', '.join(DECODERS)}"
         )
-    return _check_finite(decoder(data, params.get("charset", "utf-8")))
+    return decoder(data, params.get("charset", "utf-8"))

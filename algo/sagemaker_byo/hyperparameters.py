@@ -172,17 +172,19 @@ class Schema:
     def names(self) -> Iterable[str]:
         return sorted(self.params)
 
-    def parse(self, raw: dict[str, Any]) -> dict[str, Any]:
-        """Typed values for every parameter of the schema, defaults filled in."""
+    def parse(self, raw: dict[str, Any], context: str = "") -> dict[str, Any]:
+        """Typed values for every parameter of the schema, defaults filled in. `context` (such as
+        "algorithm 'linear'") is named when a hyperparameter is unknown."""
         if not isinstance(raw, dict):
             raise UserError("hyperparameters.json must hold a JSON object of name-value pairs")
         unknown = sorted(
             name for name in raw if name not in self.params and not name.startswith(IGNORED_PREFIXES)
         )
         if unknown:
+            where = f" for {context}" if context else ""
             raise UserError(
                 f"unknown hyperparameter{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(repr(n) for n in unknown)}; allowed: {', '.join(self.names())}"
+                f"{', '.join(repr(n) for n in unknown)}{where}; allowed: {', '.join(self.names())}"
             )
         values = {name: param.default for name, param in self.params.items()}
         for name, value in raw.items():

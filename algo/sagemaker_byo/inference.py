@@ -25,17 +25,26 @@ PREDICTIONS = "predictions"
 class ModelSchema:
     n_features: int | None
     feature_names: tuple[str, ...] | None
+    names_required: bool  # the model was fitted on named columns: it takes a DataFrame
+    categorical: frozenset[str]  # columns of text (categories); the others are numbers
     allow_nan: bool
     classes: tuple | None
 
     @classmethod
-    def of(cls, model: Any) -> ModelSchema:
+    def of(cls, model: Any, description: dict | None = None) -> ModelSchema:
+        """From the model's own attributes, and the description train saved beside it (model.json)."""
+        description = description or {}
         names = getattr(model, "feature_names_in_", None)
+        if names is None:
+            names = description.get("feature_names")
         classes = getattr(model, "classes_", None)
+        n_features = getattr(model, "n_features_in_", None)
         return cls(
-            n_features=getattr(model, "n_features_in_", None),
+            n_features=n_features if n_features is not None else (len(names) if names is not None else None),
             feature_names=tuple(str(n) for n in names) if names is not None else None,
-            allow_nan=_allows_nan(model),
+            names_required=getattr(model, "feature_names_in_", None) is not None,
+            categorical=frozenset(map(str, description.get("categorical_features") or ())),
+            allow_nan=bool(description.get("accepts_missing_values", _allows_nan(model))),
             classes=tuple(c.item() if isinstance(c, np.generic) else c for c in classes)
             if classes is not None else None,
         )
@@ -48,8 +57,47 @@ def _allows_nan(model: Any) -> bool:
         return True  # not a scikit-learn estimator: let the model decide
 
 
+def _typed(frame: pd.DataFrame, schema: ModelSchema) -> pd.DataFrame:
+    """Text columns of the model stay text; every other column must hold numbers."""
+    columns = {}
+    for position, name in enumerate(frame.columns):
+        values = frame[name]
+        if str(name) in schema.categorical:
+            columns[name] = values.map(lambda v: v if isinstance(v, str) or v is None or v != v else str(v))
+            continue
+        if values.dtype.kind == "f":
+            columns[name] = values
+            continue
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = (numbers.isna() & values.notna()).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            shown = str(values.iloc[row])
+            shown = shown if len(shown) <= 40 else shown[:40] + "..."
+            raise BadRequest(f"row {row + 1}, column {position + 1}: {shown!r} is not a number")
+        columns[name] = numbers.astype(np.float64)
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def _check_values(numbers: np.ndarray, schema: ModelSchema, columns: list[int] | None = None) -> None:
+    if numbers.dtype.kind != "f" or np.isfinite(numbers).all():
+        return
+    # The server runs scikit-learn with assume_finite=True (its own check costs more than the
+    # prediction of a small tree), so this check is the one that counts.
+    infinite = np.isinf(numbers)
+    if infinite.any():
+        row, column = np.argwhere(infinite)[0]
+        column = columns[column] if columns else column
+        raise BadRequest(f"row {row + 1}, column {column + 1} is infinite or too large; send finite numbers")
+    if not schema.allow_nan:
+        row, column = np.argwhere(np.isnan(numbers))[0]
+        column = columns[column] if columns else column
+        raise BadRequest(f"row {row + 1}, column {column + 1} is missing; this model needs every value")
+
+
 def conform(data: Any, schema: ModelSchema) -> Any:
-    """Check the input's shape against the model and put named columns in the model's order."""
+    """Check the input against the model's schema and shape it as the model takes it: numbers
+    checked and finite, text only in the model's text columns, named columns in the model's order."""
     if isinstance(data, pd.DataFrame):
         if schema.feature_names is None:
             raise BadRequest(
@@ -65,26 +113,22 @@ def conform(data: Any, schema: ModelSchema) -> Any:
             if unknown:
                 parts.append(f"unknown {', '.join(map(repr, unknown))}")
             raise BadRequest(f"feature names do not match the model's ({'; '.join(parts)})")
-        data = data[list(schema.feature_names)]
+        frame = data[list(schema.feature_names)]
     elif isinstance(data, np.ndarray) and data.ndim == 2:
         if schema.n_features is not None and data.shape[1] != schema.n_features:
             raise BadRequest(f"each row needs {schema.n_features} features, got {data.shape[1]}")
-        if schema.feature_names is not None:
-            data = pd.DataFrame(data, columns=list(schema.feature_names))
+        if data.dtype.kind == "f" and not schema.names_required:  # the fast path: plain numbers
+            _check_values(data, schema)
+            return data
+        frame = pd.DataFrame(data, columns=list(schema.feature_names or range(data.shape[1])))
     else:
         return data
-    values = data.to_numpy() if isinstance(data, pd.DataFrame) else data
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
-        # The server runs scikit-learn with assume_finite=True (its own check costs more than
-        # the prediction of a small tree), so this check is the one that counts.
-        infinite = np.isinf(values)
-        if infinite.any():
-            row, column = np.argwhere(infinite)[0]
-            raise BadRequest(f"row {row + 1}, column {column + 1} is infinite or too large; send finite numbers")
-        if not schema.allow_nan:
-            row, column = np.argwhere(np.isnan(values))[0]
-            raise BadRequest(f"row {row + 1}, column {column + 1} is missing; this model needs every value")
-    return data
+    frame = _typed(frame, schema)
+    numeric = [i for i, name in enumerate(frame.columns) if str(name) not in schema.categorical]
+    _check_values(frame.iloc[:, numeric].to_numpy(dtype=np.float64), schema, numeric)
+    if schema.names_required:
+        return frame
+    return frame.to_numpy(dtype=np.float64)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from .inference import ModelSchema
 
 log = logging.getLogger("serve")
 
+DESCRIPTION_FILE = "model.json"
+
 
 @dataclass(frozen=True)
 class Hooks:
@@ -56,7 +58,17 @@ def load_model(hooks: Hooks, model_dir: Path) -> LoadedModel:
         log.exception("could not load the model from %s: %s; /ping will answer 503", model_dir, reason)
         return LoadedModel(error=reason)
     log.info("model loaded from %s in %.2fs", model_dir, time.monotonic() - started)
-    return LoadedModel(model=model, schema=ModelSchema.of(model))
+    return LoadedModel(model=model, schema=ModelSchema.of(model, _description(model_dir)))
+
+
+def _description(model_dir: Path) -> dict | None:
+    """model.json as algo/train writes it (feature names, text columns), when it is there."""
+    path = Path(model_dir) / DESCRIPTION_FILE
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError) as error:
+        log.warning("ignoring %s: %s", path, error)
+        return None
 
 
 def invoke(hooks: Hooks, loaded: LoadedModel, body: bytes, content_type: str | None,

@@ -42,6 +42,7 @@ class Job:
     input_data_config: dict[str, Any]
     resource_config: dict[str, Any]
     stop_requested: threading.Event = field(default_factory=threading.Event)
+    resume_note: str | None = None  # set by a fit that checkpoints: said when the job is stopped
 
     def channel(self, name: str) -> Path:
         return self.paths.channel(name)
@@ -181,11 +182,13 @@ def run(train: Callable[[Job], None]) -> None:
     paths = settings.paths()
     outcome: list[BaseException | None] = []
     stop = threading.Event()
+    jobs: list[Job] = []
 
     def target() -> None:
         try:
             job = load_job(paths)
             job.stop_requested = stop
+            jobs.append(job)
             train(job)
             outcome.append(None)
         except BaseException as error:  # noqa: BLE001 - everything must reach the failure file
@@ -194,8 +197,10 @@ def run(train: Callable[[Job], None]) -> None:
     def on_sigterm(signum: int, frame: Any) -> None:
         # Runs in the main thread even while the worker sits in native code: stop now.
         stop.set()
-        code = _finish(paths, TrainingStopped("training was stopped by SIGTERM (StopTrainingJob, "
-                                              "MaxRuntimeInSeconds or a Spot interruption)"))
+        note = jobs[0].resume_note if jobs else None
+        reason = ("training was stopped by SIGTERM (StopTrainingJob, MaxRuntimeInSeconds or a Spot "
+                  "interruption)" + (f"; {note}" if note else ""))
+        code = _finish(paths, TrainingStopped(reason))
         logging.shutdown()
         sys.stdout.flush()
         os._exit(code)

@@ -1,0 +1,122 @@
+"""Metrics by task, printed for MetricDefinitions and saved as JSON, and an evaluation figure.
+
+The figure is an SVG written here (a confusion matrix, or predicted against actual values), so
+it needs no plotting library in the image.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from sklearn import metrics as skm
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+
+
+def scores(task: str, model, features, target: np.ndarray) -> dict[str, float]:
+    predicted = model.predict(features)
+    if task == REGRESSION:
+        return {
+            "rmse": float(math.sqrt(skm.mean_squared_error(target, predicted))),
+            "mae": float(skm.mean_absolute_error(target, predicted)),
+            "r2": float(skm.r2_score(target, predicted)) if len(target) > 1 else float("nan"),
+        }
+    result = {
+        "accuracy": float(skm.accuracy_score(target, predicted)),
+        "f1_macro": float(skm.f1_score(target, predicted, average="macro", zero_division=0)),
+    }
+    proba = getattr(model, "predict_proba", None)
+    if proba is not None:
+        probabilities = proba(features)
+        classes = list(model.classes_)
+        known = np.isin(target, classes)
+        if known.all():
+            result["log_loss"] = float(skm.log_loss(target, probabilities, labels=classes))
+            present = set(np.unique(target))
+            if len(present) == len(classes) and len(classes) >= 2:  # AUC needs every class present
+                if len(classes) == 2:
+                    result["roc_auc"] = float(skm.roc_auc_score(target == classes[1], probabilities[:, 1]))
+                else:
+                    result["roc_auc"] = float(skm.roc_auc_score(target, probabilities, multi_class="ovr",
+                                                                labels=classes))
+    return result
+
+
+def write_metrics(path: Path, metrics: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {channel: {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in m.items()}
+             for channel, m in metrics.items()}
+    path.write_text(json.dumps(clean, indent=2) + "\n")
+
+
+def _svg(width: int, height: int, body: list[str], title: str) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'font-family="sans-serif" font-size="12">\n<title>{html.escape(title)}</title>\n'
+            f'<rect width="100%" height="100%" fill="white"/>\n' + "\n".join(body) + "\n</svg>\n")
+
+
+def confusion_matrix_svg(target, predicted, classes: list, title: str) -> str:
+    matrix = skm.confusion_matrix(target, predicted, labels=classes)
+    n = len(classes)
+    cell = max(24, min(60, 480 // max(n, 1)))
+    left, top = 120, 60
+    size = left + cell * n + 20
+    peak = matrix.max() or 1
+    body = [f'<text x="{size / 2}" y="20" text-anchor="middle" font-size="14">{html.escape(title)}</text>',
+            f'<text x="{left + cell * n / 2}" y="{top - 24}" text-anchor="middle">predicted</text>',
+            f'<text x="14" y="{top + cell * n / 2}" transform="rotate(-90 14 {top + cell * n / 2})" '
+            f'text-anchor="middle">actual</text>']
+    for i, name in enumerate(classes):
+        label = html.escape(str(name))[:14]
+        body.append(f'<text x="{left - 6}" y="{top + cell * i + cell / 2 + 4}" text-anchor="end">{label}</text>')
+        body.append(f'<text x="{left + cell * i + cell / 2}" y="{top - 6}" text-anchor="middle">{label}</text>')
+        for j in range(n):
+            value = int(matrix[i, j])
+            shade = int(255 - 200 * value / peak)
+            color = f"rgb({shade},{shade},255)"
+            ink = "white" if value / peak > 0.6 else "black"
+            x, y = left + cell * j, top + cell * i
+            body.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{color}" stroke="#888"/>')
+            body.append(f'<text x="{x + cell / 2}" y="{y + cell / 2 + 4}" text-anchor="middle" '
+                        f'fill="{ink}">{value}</text>')
+    return _svg(size, top + cell * n + 20, body, title)
+
+
+def predicted_vs_actual_svg(target, predicted, title: str, limit: int = 5000) -> str:
+    target, predicted = np.asarray(target, dtype=float), np.asarray(predicted, dtype=float)
+    if len(target) > limit:  # a sample keeps the picture small and readable
+        keep = np.random.default_rng(0).choice(len(target), limit, replace=False)
+        target, predicted = target[keep], predicted[keep]
+    low = float(min(target.min(), predicted.min()))
+    high = float(max(target.max(), predicted.max()))
+    span = (high - low) or 1.0
+    size, margin = 420, 50
+
+    def scale(v):
+        return margin + (v - low) / span * (size - 2 * margin)
+
+    body = [f'<text x="{size / 2}" y="20" text-anchor="middle" font-size="14">{html.escape(title)}</text>',
+            f'<line x1="{margin}" y1="{size - margin}" x2="{size - margin}" y2="{margin}" stroke="#c33"/>',
+            f'<rect x="{margin}" y="{margin}" width="{size - 2 * margin}" height="{size - 2 * margin}" '
+            f'fill="none" stroke="#888"/>',
+            f'<text x="{size / 2}" y="{size - 12}" text-anchor="middle">actual ({low:.3g} to {high:.3g})</text>',
+            f'<text x="14" y="{size / 2}" transform="rotate(-90 14 {size / 2})" text-anchor="middle">predicted</text>']
+    for a, p in zip(target, predicted, strict=True):
+        body.append(f'<circle cx="{scale(a):.1f}" cy="{size - scale(p):.1f}" r="2" fill="#36c" fill-opacity="0.5"/>')
+    return _svg(size, size, body, title)
+
+
+def write_figure(path: Path, task: str, model, features, target, channel: str) -> None:
+    predicted = model.predict(features)
+    if task == REGRESSION:
+        text = predicted_vs_actual_svg(target, predicted, f"{channel}: predicted against actual")
+    else:
+        classes = list(model.classes_)
+        text = confusion_matrix_svg(target, predicted, classes, f"{channel}: confusion matrix")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
