@@ -76,7 +76,7 @@ def invoke(hooks: Hooks, loaded: LoadedModel, body: bytes, content_type: str | N
            ) -> tuple[bytes, str]:
     """One /invocations request: the response body and its media type, or an HTTPError."""
     if not loaded.ready:
-        raise ModelNotReady(f"the model is not loaded ({loaded.error})")
+        raise ModelNotReady("the model is not loaded; the server log says why")
     if len(body) > config.max_payload_bytes:
         raise PayloadTooLarge(f"the body is larger than the limit of {config.max_payload_mb} MB")
     if not body:
@@ -127,7 +127,7 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
     def ping() -> Response:
         if loaded.ready:
             return Response(status=200)
-        return _text(f"the model is not loaded: {loaded.error}", 503)
+        return _text("the model is not loaded; the server log says why", 503)
 
     @app.post("/invocations")
     def invocations() -> Response:

@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 import argparse
+import http.client
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,8 +33,9 @@ GUNICORN_CONF = ALGO_DIR / "gunicorn_conf.py"
 
 
 def render_nginx_conf(config: settings.Serving, runtime_dir: Path, socket: Path,
-                      template: Path = NGINX_TEMPLATE) -> str:
+                      template: Path = NGINX_TEMPLATE, model_ready: bool = False) -> str:
     values = {
+        "ping": "return 200;" if model_ready else "proxy_pass http://model_server;",
         "runtime_dir": str(runtime_dir),
         "socket": str(socket),
         "port": str(config.port),
@@ -47,6 +50,18 @@ def render_nginx_conf(config: settings.Serving, runtime_dir: Path, socket: Path,
     if "{{" in text:
         raise ValueError(f"{template} has a placeholder serve does not fill: {text[text.index('{{'):][:40]}")
     return text
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.unix_path)
+        self.sock = sock
 
 
 class Supervisor:
@@ -74,10 +89,29 @@ class Supervisor:
             "--bind", bind, "--chdir", str(ALGO_DIR), "wsgi:app",
         ])
 
-    def start_nginx(self) -> int:
+    def start_nginx(self, model_ready: bool) -> int:
         conf = self.runtime_dir / "nginx.conf"
-        conf.write_text(render_nginx_conf(self.config, self.runtime_dir, self.socket))
+        conf.write_text(render_nginx_conf(self.config, self.runtime_dir, self.socket, model_ready=model_ready))
         return self._spawn("nginx", ["nginx", "-e", "stderr", "-p", str(self.runtime_dir), "-c", str(conf)])
+
+    def model_ready(self, gunicorn: int) -> bool:
+        """Ask the app's /ping through the socket: True once a worker answers 200, False on 503
+        (the model could not be loaded) or when gunicorn died (then `failed` says so)."""
+        while not self.stopping:
+            try:
+                connection = _UnixHTTPConnection(str(self.socket), timeout=5)
+                connection.request("GET", "/ping")
+                status = connection.getresponse().status
+                connection.close()
+                return status == 200
+            except OSError:
+                time.sleep(0.01)  # no worker has taken the socket yet
+            pid, status = os.waitpid(gunicorn, os.WNOHANG)
+            if pid:
+                self.children.pop(pid, None)
+                self.failed = f"gunicorn exited with code {os.waitstatus_to_exitcode(status)} while starting"
+                return False
+        return False
 
     def wait_for_socket(self, gunicorn: int) -> bool:
         """Until gunicorn listens (after loading the model); False if it died or we were stopped."""
@@ -141,14 +175,16 @@ class Supervisor:
         signal.signal(signal.SIGINT, self.on_stop_signal)
         signal.signal(signal.SIGALRM, self.on_grace_over)
         gunicorn = self.start_gunicorn()
-        if self.use_nginx:
-            if not self.wait_for_socket(gunicorn):
-                if self.failed:
-                    log.error("%s; stopping", self.failed)
-                    self.stop_all()
-                    return 1
-            elif not self.stopping:
-                self.start_nginx()
+        if self.use_nginx and self.wait_for_socket(gunicorn):
+            ready = self.model_ready(gunicorn)
+            if not self.failed and not self.stopping:
+                if not ready:
+                    log.warning("the model is not loaded; /ping answers 503 (the reason is logged above)")
+                self.start_nginx(model_ready=ready)
+        if self.failed:
+            log.error("%s; stopping", self.failed)
+            self.stop_all()
+            return 1
         while self.children:
             try:
                 pid, status = os.waitpid(-1, 0)
