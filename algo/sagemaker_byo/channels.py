@@ -31,6 +31,7 @@ SUFFIXES = (".csv", ".csv.gz")
 SUPPORTED_CONTENT_TYPES = ("text/csv",)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 PIPE_OPEN_TIMEOUT = 60  # seconds to wait for SageMaker to create a channel's FIFO
+CHUNK = 8 * 1024 * 1024
 
 
 @dataclass
@@ -94,15 +95,27 @@ def channel_files(name: str, root: Path) -> list[Path]:
     return files
 
 
-def _read_bytes(path: Path) -> bytes:
+def _open(source: Path | bytes):
+    if isinstance(source, bytes):
+        return io.BytesIO(source)
+    if source.name.lower().endswith(".gz"):
+        return gzip.open(source, "rb")
+    return open(source, "rb")
+
+
+def _scan(source: Path | bytes, where: str) -> tuple[int, bool]:
+    """Commas in the source, and whether it holds anything but white space; read in chunks, so a
+    large file is never held in memory twice."""
+    commas, content = 0, False
     try:
-        data = path.read_bytes()
-        if path.name.lower().endswith(".gz"):
-            data = gzip.decompress(data)
+        with _open(source) as stream:
+            while chunk := stream.read(CHUNK):
+                commas += chunk.count(b",")
+                content = content or bool(chunk.strip())
     except (OSError, EOFError, zlib.error) as error:
-        kind = "a truncated or corrupt gzip file" if path.name.lower().endswith(".gz") else "unreadable"
-        raise UserError(f"{path} is {kind}: {error}") from None
-    return data
+        kind = "a truncated or corrupt gzip file" if where.lower().endswith(".gz") else "unreadable"
+        raise UserError(f"{where} is {kind}: {error}") from None
+    return commas, content
 
 
 def _read_pipe(name: str, fifo: Path) -> bytes:
@@ -124,22 +137,39 @@ def _read_pipe(name: str, fifo: Path) -> bytes:
     return data
 
 
-def _ragged_line(data: bytes, width: int, header: bool) -> tuple[int, int] | None:
+def _ragged_line(source: Path | bytes, width: int) -> tuple[int, int] | None:
     """The first line (1-based) whose field count is not `width`, with its count; None if all match."""
-    rows = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace", newline=""))
-    for number, row in enumerate(rows, start=1):
-        if row and len(row) != width:
-            return number, len(row)
+    with _open(source) as stream:
+        rows = csv.reader(io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=""))
+        for number, row in enumerate(rows, start=1):
+            if row and len(row) != width:
+                return number, len(row)
     return None
 
 
-def _parse(data: bytes, where: str, header: bool) -> pd.DataFrame | None:
-    if not data.strip():
+def _read_csv(source: Path | bytes, header: bool, **options) -> pd.DataFrame:
+    with _open(source) as stream:
+        return pd.read_csv(stream, header=0 if header else None, skip_blank_lines=True, encoding="utf-8",
+                           **options)
+
+
+def _parse(source: Path | bytes, where: str, header: bool, exact: str | int | None) -> pd.DataFrame | None:
+    """One CSV source as a DataFrame: numbers as float32 (the column `exact` names, the target,
+    keeps full precision), text as text."""
+    commas, content = _scan(source, where)
+    if not content:
         log.warning("skipping empty input %s", where)
         return None
     try:
-        frame = pd.read_csv(io.BytesIO(data), header=0 if header else None, skip_blank_lines=True,
-                            low_memory=False, encoding="utf-8")
+        # A first look at the columns picks float32 for the numeric ones before the full read,
+        # so the full table is never held at float64.
+        sample = _read_csv(source, header, nrows=1000)
+        dtypes = {column: np.float32 for column in sample.columns
+                  if sample[column].dtype.kind in "biuf" and not _is(column, exact, sample.columns)}
+        try:
+            frame = _read_csv(source, header, dtype=dtypes, low_memory=False)
+        except ValueError:  # a column numeric in its first rows holds text further down
+            frame = _compact(_read_csv(source, header, low_memory=False), exact)
     except UnicodeDecodeError as error:
         raise UserError(f"{where} is not UTF-8 text: {error}") from None
     except pd.errors.ParserError as error:
@@ -152,9 +182,8 @@ def _parse(data: bytes, where: str, header: bool) -> pd.DataFrame | None:
     width = frame.shape[1]
     # pandas pads a short row with missing values: the comma count tells whether any row was short
     # (quoted commas make the count differ too; then the rows are counted one by one).
-    expected = (width - 1) * (len(frame) + (1 if header else 0))
-    if data.count(b",") != expected:
-        bad = _ragged_line(data, width, header)
+    if commas != (width - 1) * (len(frame) + (1 if header else 0)):
+        bad = _ragged_line(source, width)
         if bad is not None:
             line, count = bad
             raise UserError(f"{where}: line {line} has {count} fields but the first row has {width}; "
@@ -167,27 +196,39 @@ def _parse(data: bytes, where: str, header: bool) -> pd.DataFrame | None:
     return frame
 
 
-def _compact(frame: pd.DataFrame) -> pd.DataFrame:
-    """Numeric columns as float32 (a column at a time, so the peak stays near one copy)."""
+def _is(column, target: str | int | None, columns) -> bool:
+    """Whether `column` is the target (a header name, or a 0-based index, default 0)."""
+    target = 0 if target is None else target
+    if isinstance(target, str) and not target.lstrip("-").isdigit():
+        return str(column).strip() == target
+    index = int(target)
+    position = list(columns).index(column)
+    return position == (index if index >= 0 else len(columns) + index)
+
+
+def _compact(frame: pd.DataFrame, exact: str | int | None) -> pd.DataFrame:
+    """Numeric columns as float32, but the target (a column at a time: the peak stays near one copy)."""
     for column in frame.columns:
-        if frame[column].dtype.kind in "biuf":
+        if frame[column].dtype.kind in "biuf" and not _is(column, exact, frame.columns):
             frame[column] = frame[column].astype(np.float32)
     return frame
 
 
-def read_table(name: str, root: Path, *, header: bool = False, mode: str = "File") -> Table:
-    """Every row of a channel as one DataFrame of raw values (numbers as float32, text as str)."""
+def read_table(name: str, root: Path, *, header: bool = False, mode: str = "File",
+               target: str | int | None = None) -> Table:
+    """Every row of a channel as one DataFrame of raw values (numbers as float32 but the target
+    column, text as str)."""
     if mode == "Pipe":
         fifo = root.parent / f"{name}_0"
-        frame = _parse(_read_pipe(name, fifo), f"channel '{name}' ({fifo})", header)
+        frame = _parse(_read_pipe(name, fifo), f"channel '{name}' ({fifo})", header, target)
         if frame is None:
             raise UserError(f"channel '{name}' has no data rows: its pipe {fifo} delivered nothing")
         log.info("channel %s: read %d rows from the pipe %s", name, len(frame), fifo.name)
-        return Table(_compact(frame), [str(fifo)])
+        return Table(frame, [str(fifo)])
     frames, sources = [], []
     started = time.monotonic()
     for path in channel_files(name, root):
-        frame = _parse(_read_bytes(path), str(path), header)
+        frame = _parse(path, str(path), header, target)
         if frame is None:
             continue
         if frames and list(frame.columns) != list(frames[0].columns):
@@ -197,7 +238,7 @@ def read_table(name: str, root: Path, *, header: bool = False, mode: str = "File
                                 f"all files of channel '{name}' need the same columns")
             raise UserError(f"{path} has another header than {first}; all files of channel '{name}' "
                             f"need the same columns")
-        frames.append(_compact(frame))
+        frames.append(frame)
         sources.append(str(path))
         total = sum(len(f) for f in frames)
         log.info("channel %s: read %d rows from %s (%d rows so far, %.1fs)", name, len(frame), path.name,
