@@ -38,10 +38,16 @@ CHUNK = 8 * 1024 * 1024
 class Table:
     frame: pd.DataFrame
     sources: list[str]
+    starts: list[int]  # the frame's first row from each source
 
     @property
     def rows(self) -> int:
         return len(self.frame)
+
+    def locate(self, row: int) -> str:
+        """Where a row of the frame came from: 'path, data row N'."""
+        index = max(i for i, start in enumerate(self.starts) if start <= row)
+        return f"{self.sources[index]}, data row {row - self.starts[index] + 1}"
 
 
 def input_data_config(path: Path) -> dict:
@@ -137,14 +143,26 @@ def _read_pipe(name: str, fifo: Path) -> bytes:
     return data
 
 
-def _ragged_line(source: Path | bytes, width: int) -> tuple[int, int] | None:
-    """The first line (1-based) whose field count is not `width`, with its count; None if all match."""
+def _ragged_line(source: Path | bytes, width: int | None) -> tuple[int, int, int, int] | None:
+    """The first line whose field count differs from `width` (default: the first row's), as
+    (line, its count, first row's line, its count); None if all match. Lines are 1-based."""
     with _open(source) as stream:
         rows = csv.reader(io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=""))
+        first = None
         for number, row in enumerate(rows, start=1):
-            if row and len(row) != width:
-                return number, len(row)
+            if not row:
+                continue
+            if first is None:
+                first = (number, len(row))
+                width = len(row) if width is None else width
+            if len(row) != width:
+                return number, len(row), *first
     return None
+
+
+def _ragged_message(where: str, line: int, count: int, first_line: int, width: int) -> str:
+    return (f"{where}: line {line} has {count} fields but line {first_line} has {width}; every row needs "
+            f"the same number of columns")
 
 
 def _read_csv(source: Path | bytes, header: bool, **options) -> pd.DataFrame:
@@ -173,7 +191,10 @@ def _parse(source: Path | bytes, where: str, header: bool, exact: str | int | No
     except UnicodeDecodeError as error:
         raise UserError(f"{where} is not UTF-8 text: {error}") from None
     except pd.errors.ParserError as error:
-        raise UserError(f"{where} is not valid CSV, or its rows differ in length: {error}") from None
+        bad = _ragged_line(source, None)
+        if bad is not None:
+            raise UserError(_ragged_message(where, *bad)) from None
+        raise UserError(f"{where} is not valid CSV: {error}") from None
     except pd.errors.EmptyDataError:
         log.warning("skipping empty input %s", where)
         return None
@@ -185,9 +206,7 @@ def _parse(source: Path | bytes, where: str, header: bool, exact: str | int | No
     if commas != (width - 1) * (len(frame) + (1 if header else 0)):
         bad = _ragged_line(source, width)
         if bad is not None:
-            line, count = bad
-            raise UserError(f"{where}: line {line} has {count} fields but the first row has {width}; "
-                            f"every row needs the same number of columns")
+            raise UserError(_ragged_message(where, *bad))
     if header:
         frame.columns = [str(c).strip() for c in frame.columns]
         duplicated = frame.columns[frame.columns.duplicated()].tolist()
@@ -224,7 +243,7 @@ def read_table(name: str, root: Path, *, header: bool = False, mode: str = "File
         if frame is None:
             raise UserError(f"channel '{name}' has no data rows: its pipe {fifo} delivered nothing")
         log.info("channel %s: read %d rows from the pipe %s", name, len(frame), fifo.name)
-        return Table(frame, [str(fifo)])
+        return Table(frame, [str(fifo)], [0])
     frames, sources = [], []
     started = time.monotonic()
     for path in channel_files(name, root):
@@ -245,15 +264,16 @@ def read_table(name: str, root: Path, *, header: bool = False, mode: str = "File
                  total, time.monotonic() - started)
     if not frames:
         raise UserError(f"channel '{name}' has no data rows: every file under {root} is empty")
+    starts = list(np.cumsum([0] + [len(f) for f in frames[:-1]]))
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, copy=False)
-    return Table(frame, sources)
+    return Table(frame, sources, [int(s) for s in starts])
 
 
 def split_target(table: Table, target: str | int | None, channel: str) -> tuple[pd.DataFrame, pd.Series]:
     """Features and target column; `target` is a header name or a 0-based index (default: 0)."""
     frame = table.frame
     if frame.shape[1] < 2:
-        raise UserError(f"channel '{channel}' has {frame.shape[1]} column; it needs a target and at least "
+        raise UserError(f"{table.sources[0]} has {frame.shape[1]} column; it needs a target and at least "
                         f"one feature")
     if target is None:
         target = 0
@@ -273,12 +293,16 @@ def split_target(table: Table, target: str | int | None, channel: str) -> tuple[
     missing = y.isna().to_numpy()
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
-        raise UserError(f"channel '{channel}': data row {row + 1} has no value in the target column {column!r}")
+        raise UserError(f"{table.locate(row)} has no value in the target column ({_name(column)})")
     features = frame.drop(columns=[column])
     return features, y
 
 
-def check_features(features: pd.DataFrame, channel: str) -> None:
+def _name(column) -> str:
+    return f"{column!r}" if isinstance(column, str) else f"CSV column {int(column) + 1}"
+
+
+def check_features(features: pd.DataFrame, table: Table) -> None:
     """Numbers must be finite (within float32); text columns are categories."""
     for column in features.columns:
         values = features[column]
@@ -286,8 +310,8 @@ def check_features(features: pd.DataFrame, channel: str) -> None:
             bad = ~(np.abs(values.to_numpy(dtype=np.float64)) <= FLOAT32_MAX) & values.notna().to_numpy()
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise UserError(f"channel '{channel}': feature {column!r} is infinite or too large "
-                                f"(over 3.4e38) on data row {row + 1}; features must be finite numbers")
+                raise UserError(f"{table.locate(row)}: feature {column!r} is infinite or too large "
+                                f"(over 3.4e38); features must be finite numbers")
         elif not pd.api.types.is_numeric_dtype(values.dtype):
             # Mostly numbers with a few words is a typo, not a category.
             numbers = pd.to_numeric(values, errors="coerce")
@@ -295,6 +319,6 @@ def check_features(features: pd.DataFrame, channel: str) -> None:
             present = int(values.notna().sum())
             if present and words.any() and (present - int(words.sum())) / present >= 0.9:
                 row = int(np.flatnonzero(words.to_numpy())[0])
-                raise UserError(f"channel '{channel}': feature {column!r} holds numbers but "
-                                f"{values.iloc[row]!r} on data row {row + 1}; fix the value, or make the "
-                                f"column all text to use it as a category")
+                raise UserError(f"{table.locate(row)}: feature {column!r} holds numbers but "
+                                f"{values.iloc[row]!r} there; fix the value, or make the column all text to "
+                                f"use it as a category")
