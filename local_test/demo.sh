@@ -9,6 +9,7 @@ repo="$(dirname "$here")"
 image="${1:-sagemaker-byo:local}"
 export PORT="${PORT:-8080}"
 mode="${DEMO_MODE:-}"
+log="${TMPDIR:-/tmp}/sagemaker-byo-demo-serve.log"
 if [ -z "$mode" ]; then
   if docker info >/dev/null 2>&1; then mode=docker; else mode=host; fi
 fi
@@ -16,7 +17,11 @@ fi
 wait_for_ping() {
   for _ in $(seq 300); do
     if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://localhost:$PORT/ping")" = 200 ]; then return 0; fi
-    if ! kill -0 "$1" 2>/dev/null; then echo "demo: the server exited before it was ready" >&2; return 1; fi
+    if ! kill -0 "$1" 2>/dev/null; then
+      echo "demo: the server exited before it was ready; its log:" >&2
+      tail -20 "$log" >&2
+      return 1
+    fi
     sleep 0.2
   done
   echo "demo: the server did not answer /ping within 60 s" >&2
@@ -28,9 +33,9 @@ if [ "$mode" = docker ]; then
   docker build --network host -t "$image" "$repo"
   echo "demo: training in the container"
   "$here/train_local.sh" "$image"
-  echo "demo: serving on port $PORT"
+  echo "demo: serving on port $PORT (server log: $log)"
   name="sagemaker-byo-demo-$$"
-  CONTAINER_NAME="$name" "$here/serve_local.sh" "$image" &
+  CONTAINER_NAME="$name" "$here/serve_local.sh" "$image" >"$log" 2>&1 &
   server=$!
   trap 'docker stop "$name" >/dev/null 2>&1 || true' EXIT
 else
@@ -47,8 +52,8 @@ else
     echo "demo: nginx is not installed; gunicorn serves the port itself (serve --no-nginx)"
     serve_args=(--no-nginx)
   fi
-  echo "demo: serving on port $PORT"
-  SAGEMAKER_BIND_TO_PORT="$PORT" "$repo/algo/serve" ${serve_args[@]+"${serve_args[@]}"} &
+  echo "demo: serving on port $PORT (server log: $log)"
+  SAGEMAKER_BIND_TO_PORT="$PORT" "$repo/algo/serve" ${serve_args[@]+"${serve_args[@]}"} >"$log" 2>&1 &
   server=$!
   trap 'kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 fi

@@ -156,6 +156,12 @@ def have_nginx() -> bool:
     return shutil.which("nginx") is not None
 
 
+def have_docker() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+
+
 @pytest.fixture
 def serve(trained_dir: Path):
     """Start servers with `serve(base_dir=..., nginx=..., env={...})`; all are stopped afterwards."""
