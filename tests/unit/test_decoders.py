@@ -1,4 +1,6 @@
-"""Request bodies to float64 rows; every malformed body is a 400 that names the row and column.
+"""Request bodies to rows: float64, or object where some cells are text; a malformed body is a 400
+that names the row and column. Whether text or infinity is acceptable is the model schema's call
+(`inference.conform`), so those cases run decode and conform together.
 
 Bodies up to SMALL_CSV_BYTES take a pure-Python path, larger ones pandas' parser: each case runs
 through both (`size`), and the two must agree.
@@ -12,6 +14,7 @@ import pytest
 from sagemaker_byo import decoders
 from sagemaker_byo.decoders import SMALL_CSV_BYTES, decode, decode_csv
 from sagemaker_byo.errors import BadRequest, UnsupportedMediaType
+from sagemaker_byo.inference import ModelSchema, conform
 
 SIZES = ["small", "large"]
 
@@ -27,6 +30,20 @@ def sized(body: bytes, size: str) -> tuple[bytes, int]:
     large = body * times
     assert len(large) > SMALL_CSV_BYTES
     return large, times
+
+
+def numeric_schema(width: int) -> ModelSchema:
+    """A model of `width` numeric features without names, that takes missing values (a tree)."""
+    return ModelSchema(width, None, False, frozenset(), True, None)
+
+
+def conform_message(data: bytes, content_type: str = "text/csv") -> str:
+    """The 400 that decoding and then conforming to a numeric model gives."""
+    decoded = decode(data, content_type)
+    with pytest.raises(BadRequest) as raised:
+        conform(decoded, numeric_schema(decoded.shape[1]))
+    assert raised.value.status == 400
+    return raised.value.message
 
 
 def decode_sized(body: bytes, size: str, content_type: str = "text/csv") -> np.ndarray:
@@ -88,33 +105,40 @@ def test_ragged_rows_are_a_400_naming_the_row(body, message, size):
     assert raised.value.message == message
 
 
+NON_NUMERIC = [
+    (b"a,2\n", [["a", 2.0]], "row 1, column 1: 'a' is not a number"),
+    (b"1,2\n3,four\n", [[1.0, 2.0], [3.0, "four"]], "row 2, column 2: 'four' is not a number"),
+    (b"1 2,3\n", [["1 2", 3.0]], "row 1, column 1: '1 2' is not a number"),
+    (b"0x10,1\n", [["0x10", 1.0]], "row 1, column 1: '0x10' is not a number"),
+    (b"NA,1\n", [["NA", 1.0]], "row 1, column 1: 'NA' is not a number"),
+    (b"null,1\n", [["null", 1.0]], "row 1, column 1: 'null' is not a number"),
+    (b"\xef\xbb\xbf1,2\n", [["\ufeff1", 2.0]], "row 1, column 1: '\\ufeff1' is not a number"),  # a BOM
+    (b"1," + b"x" * 50 + b"\n", [[1.0, "x" * 50]], f"row 1, column 2: {'x' * 40 + '...'!r} is not a number"),
+    (b" 5 ,x \n", [[5.0, "x"]], "row 1, column 2: 'x' is not a number"),  # cells are stripped
+]
+
+
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize(("body", "message"), [
-    (b"a,2\n", "CSV row 1, column 1: 'a' is not a number"),
-    (b"1,2\n3,four\n", "CSV row 2, column 2: 'four' is not a number"),
-    (b"1 2,3\n", "CSV row 1, column 1: '1 2' is not a number"),
-    (b"0x10,1\n", "CSV row 1, column 1: '0x10' is not a number"),
-    (b"NA,1\n", "CSV row 1, column 1: 'NA' is not a number"),
-    (b"null,1\n", "CSV row 1, column 1: 'null' is not a number"),
-    (b"\xef\xbb\xbf1,2\n", "CSV row 1, column 1: '\\ufeff1' is not a number"),  # a BOM
-    (b"1," + b"x" * 50 + b"\n", f"CSV row 1, column 2: {'x' * 40 + '...'!r} is not a number"),
-])
-def test_non_numeric_cell_is_a_400_naming_row_and_column(body, message, size):
+@pytest.mark.parametrize(("body", "expected", "message"), NON_NUMERIC)
+def test_non_numeric_cells_are_kept_as_text_by_the_decoder(body, expected, message, size):
+    array = decode_sized(body, size)
+    assert array.dtype == object
+    assert array.tolist() == expected
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("body", "expected", "message"), NON_NUMERIC)
+def test_non_numeric_cell_is_a_400_naming_row_and_column_for_a_numeric_model(body, expected, message, size):
     data, _ = sized(body, size)
-    with pytest.raises(BadRequest) as raised:
-        decode(data, "text/csv")
-    assert raised.value.message == message
+    assert conform_message(data) == message
 
 
-@pytest.mark.parametrize("size", [
-    "small",
-    "large",
-])
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("cell", [b"true", b"True", b"FALSE"])
-def test_boolean_words_are_not_numbers(cell, size):
+def test_boolean_words_are_text_not_numbers(cell, size):
     data, _ = sized(cell + b",1\n", size)
-    with pytest.raises(BadRequest, match="is not a number"):
-        decode(data, "text/csv")
+    assert decode(data, "text/csv")[0].tolist() == [cell.decode(), 1.0]  # pandas would have read 1 or 0
+    assert conform_message(data) == f"row 1, column 1: {cell.decode()!r} is not a number"
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -123,11 +147,10 @@ def test_boolean_words_are_not_numbers(cell, size):
     (b"1,-Infinity\n", "row 1, column 2 is infinite or too large; send finite numbers"),
     (b"1,2\n3,1e999\n", "row 2, column 2 is infinite or too large; send finite numbers"),
 ])
-def test_infinity_is_a_400(body, message, size):
+def test_infinity_decodes_but_is_a_400_when_conformed(body, message, size):
     data, _ = sized(body, size)
-    with pytest.raises(BadRequest) as raised:
-        decode(data, "text/csv")
-    assert raised.value.message == message
+    assert np.isinf(decode(data, "text/csv")).any()
+    assert conform_message(data) == message
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -145,8 +168,7 @@ def test_charset_parameter_is_used_to_read_the_body(size):
     np.testing.assert_array_equal(array[0], [1, 2])
     # latin-1 reads any byte, so a non-ASCII letter is now a word, not an encoding error
     latin, _ = sized("\xe9,1\n".encode("latin-1"), size)
-    with pytest.raises(BadRequest, match="'\u00e9' is not a number"):
-        decode(latin, "text/csv; charset=latin-1")
+    assert decode(latin, "text/csv; charset=latin-1")[0].tolist() == ["\u00e9", 1.0]
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -164,10 +186,25 @@ def test_body_without_rows_is_a_400(body):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_quoted_fields_are_a_400(size):
-    data, _ = sized(b'"1",2\n', size)
-    with pytest.raises(BadRequest, match="quoted CSV fields are not supported"):
-        decode(data, "text/csv")
+@pytest.mark.parametrize(("body", "expected"), [
+    (b'"1",2\n', [[1.0, 2.0]]),
+    (b'"a,b",1\n', [["a,b", 1.0]]),  # a quoted comma is part of the cell
+    (b'"say ""hi""",1\n', [['say "hi"', 1.0]]),
+    (b'1," 2 "\n', [[1.0, 2.0]]),
+    (b'"",1\n', [[None, 1.0]]),  # a quoted empty cell is missing too
+])
+def test_quoted_fields_are_read_as_csv(body, expected, size):
+    array = decode_sized(body, size)
+    assert [[None if isinstance(v, float) and np.isnan(v) else v for v in row] for row in array.tolist()] == expected
+
+
+@pytest.mark.xfail(reason="BUG: decode_csv splits the body with str.splitlines() before csv.reader reads the "
+                          "quotes, so a quoted line break is dropped: '\"a\\nb\",1' decodes to 'ab', a category "
+                          "training (pandas) read as 'a\\nb'", strict=True)
+@pytest.mark.parametrize("size", SIZES)
+def test_a_quoted_field_keeps_its_line_break_as_training_reads_it(size):
+    array = decode_sized(b'"a\nb",1\n', size)
+    assert array.tolist() == [["a\nb", 1.0]]
 
 
 @pytest.mark.parametrize("content_type", [

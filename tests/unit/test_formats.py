@@ -191,25 +191,16 @@ def test_decoders_table_maps_every_supported_type():
     (b'{"rows": [[1]]}', "the JSON body: an object needs 'instances', 'inputs', 'features', or 'columns' and 'data'"),
     (b"[[1, 2], [3]]", "the JSON body: row 2 has 1 values but row 1 has 2"),
     (b"[[1, 2], 3]", "the JSON body: row 2 is int, not a list of numbers"),
-    (b'[[1, "a"]]', "the JSON body: row 1, column 2 is the string 'a', not a number"),
-    (b'["setosa", 1]', "the JSON body: row 1, column 1 is the string 'setosa', not a number"),
-    (b"[[1, [2]]]", "the JSON body: row 1, column 2 is a list, not a number"),
-    (b'[[1, {"a": 2}]]', "the JSON body: row 1, column 2 is an object, not a number"),
-    (b"[" * 500 + b"1" + b"]" * 500, "the JSON body: row 1, column 1 is a list, not a number"),
+    (b"[[1, [2]]]", "the JSON body: row 1, column 2 is a list, not a number or text"),
+    (b'[[1, {"a": 2}]]', "the JSON body: row 1, column 2 is an object, not a number or text"),
+    (b"[" * 500 + b"1" + b"]" * 500, "the JSON body: row 1, column 1 is a list, not a number or text"),
     (b'[{"a": 1}, [1]]', "the JSON body: row 1 is an object, not a list of numbers"),
-    (b'[{"a": "x"}]', "the JSON body: record 1, feature 'a' is the string 'x', not a number"),
-    (b'[{"a": "1"}]', "the JSON body: record 1, feature 'a' is the string '1', not a number"),
-    (b'[{"a": true}]', "the JSON body: record 1, feature 'a' is a boolean, not a number"),
-    (b'[{"a": [1]}]', "the JSON body: record 1, feature 'a' is a list, not a number"),
+    (b'[{"a": true}]', "the JSON body: record 1, feature 'a' is a boolean, not a number or text"),
+    (b'[{"a": [1]}]', "the JSON body: record 1, feature 'a' is a list, not a number or text"),
     (b'{"columns": "a", "data": [[1]]}', "the JSON body: 'columns' must be a list of feature names"),
     (b'{"columns": [1, 2], "data": [[1, 2]]}', "the JSON body: 'columns' must be a list of feature names"),
     (b'{"columns": ["a", "b"], "data": [[1, 2, 3]]}',
      "the JSON body: 'data' rows have 3 values but 'columns' names 2"),
-    (b"[[1, 1e999]]", "row 1, column 2 is infinite or too large; send finite numbers"),
-    (b"[1, -1e999]", "row 1, column 2 is infinite or too large; send finite numbers"),
-    (b"[[1], [Infinity]]", "row 2, column 1 is infinite or too large; send finite numbers"),
-    (b'[{"a": 1e999}]', "row 1, column 1 is infinite or too large; send finite numbers"),
-    (b'{"columns": ["a"], "data": [[1e999]]}', "row 1, column 1 is infinite or too large; send finite numbers"),
 ])
 def test_malformed_json_is_a_400_with_a_short_reason(body, message):
     assert bad_request(body, "application/json") == message
@@ -224,26 +215,29 @@ def test_malformed_json_is_a_400_with_a_short_reason(body, message):
     (b"[1, 2]\n\xff\n", "the body is not valid utf-8 text (byte 7)"),
     (b"[1, 2]\n[3]\n", "the JSON lines: row 2 has 1 values but row 1 has 2"),
     (b"[1, 2]\n3\n", "the JSON lines: row 2 is int, not a list of numbers"),
-    (b"[[1, 2]]\n", "the JSON lines: row 1, column 1 is a list, not a number"),
-    (b'[1, "a"]\n', "the JSON lines: row 1, column 2 is the string 'a', not a number"),
-    (b'{"a": 1}\n{"a": "x"}\n', "the JSON lines: record 2, feature 'a' is the string 'x', not a number"),
+    (b"[[1, 2]]\n", "the JSON lines: row 1, column 1 is a list, not a number or text"),
     (b'{"a": 1}\n[1]\n', "the JSON lines: row 1 is an object, not a list of numbers"),
-    (b"[1, 2]\n[1e999, 2]\n", "row 2, column 1 is infinite or too large; send finite numbers"),
 ])
 def test_malformed_json_lines_are_a_400_with_a_short_reason(body, message):
     assert bad_request(body, "application/jsonlines").startswith(message)
 
 
-@pytest.mark.parametrize(("content_type", "body"), [
-    ("application/json", b'[["5.1", "3.5"]]'),
-    ("application/json", b'["5.1", "3.5"]'),
-    ("application/json", b'[{"features": ["5.1", "3.5"]}]'),
-    ("application/json", b'{"instances": [["5.1", "3.5"]]}'),
-    ("application/json", b'{"columns": ["a", "b"], "data": [["5.1", 3.5]]}'),
-    ("application/jsonlines", b'["5.1", "3.5"]\n'),
+@pytest.mark.parametrize(("content_type", "body", "expected"), [
+    ("application/json", b'[[1, "a"]]', [[1.0, "a"]]),
+    ("application/json", b'["setosa", 1]', [["setosa", 1.0]]),
+    ("application/json", b'[["5.1", "3.5"]]', [["5.1", "3.5"]]),
+    ("application/json", b'[{"features": ["5.1", null]}]', [["5.1", None]]),
+    ("application/json", b'{"instances": [["x", 3.5]]}', [["x", 3.5]]),
+    ("application/json", b'{"columns": ["a", "b"], "data": [["5.1", 3.5]]}', [["5.1", 3.5]]),
+    ("application/json", b'[{"a": "x", "b": 1}]', [["x", 1.0]]),
+    ("application/jsonlines", b'[1, "a"]\n', [[1.0, "a"]]),
+    ("application/jsonlines", b'{"a": 1}\n{"a": "x"}\n', [[1.0], ["x"]]),
 ])
-def test_strings_of_digits_are_not_numbers(content_type, body):
-    assert "is the string '5.1', not a number" in bad_request(body, content_type)
+def test_json_strings_are_kept_as_text_for_the_schema_to_judge(content_type, body, expected):
+    data = decode(body, content_type)
+    values = data.to_numpy() if isinstance(data, pd.DataFrame) else data
+    assert values.dtype == object
+    assert [[None if isinstance(v, float) and np.isnan(v) else v for v in row] for row in values.tolist()] == expected
 
 
 @pytest.mark.parametrize(("content_type", "body"), [
@@ -252,15 +246,14 @@ def test_strings_of_digits_are_not_numbers(content_type, body):
     ("application/json", b'{"instances": [[false, 1]]}'),
     ("application/jsonlines", b"[1, true]\n"),
 ])
-def test_booleans_are_not_numbers(content_type, body):
-    assert "is a boolean, not a number" in bad_request(body, content_type)
+def test_booleans_are_refused_when_decoded(content_type, body):
+    assert "is a boolean, not a number or text" in bad_request(body, content_type)
 
 
 @pytest.mark.parametrize(("content_type", "body"), [
     pytest.param("application/json", b"[[1, 2], [3, 1" + b"0" * 400 + b"]]", id="rows-fast-path"),
     pytest.param("application/json", b'[{"a": 1' + b"0" * 400 + b"}]", id="records"),
     pytest.param("application/jsonlines", b"[1" + b"0" * 400 + b", 2]\n", id="lines"),
-    pytest.param("application/json", b"[[1, 2], [3, 1" + b"0" * 400 + b".0]]", id="as-a-float"),
 ])
 def test_a_number_too_large_for_a_float_is_a_400(content_type, body):
     assert "too large" in bad_request(body, content_type)
@@ -290,7 +283,6 @@ def test_a_row_without_values_is_a_400(content_type, body):
     (npy_header_only((1000, 4)), "the body is not a valid .npy array: its header says shape (1000, 4)"),
     (b"", "the body is not a .npy array"),
     (b"garbage bytes, not an array", "the body is not a .npy array"),
-    (npy(np.array([[1.0, np.inf]])), "row 1, column 2 is infinite or too large; send finite numbers"),
 ])
 def test_malformed_npy_is_a_400_with_a_short_reason(body, message):
     assert bad_request(body, "application/x-npy").startswith(message)
@@ -420,12 +412,12 @@ def models(iris, iris_model, iris_pipeline) -> dict:
 
 
 @pytest.mark.parametrize(("name", "expected"), [
-    ("tree", ModelSchema(4, None, True, CLASSES)),
-    ("pipeline with names", ModelSchema(4, IRIS_FEATURES, False, CLASSES)),
-    ("logistic regression", ModelSchema(4, None, False, CLASSES)),
-    ("ridge", ModelSchema(4, None, False, None)),
-    ("tree on integer labels", ModelSchema(4, None, True, (0, 1, 2))),
-    ("not scikit-learn", ModelSchema(None, None, True, None)),
+    ("tree", ModelSchema(4, None, False, frozenset(), True, CLASSES)),
+    ("pipeline with names", ModelSchema(4, IRIS_FEATURES, True, frozenset(), False, CLASSES)),
+    ("logistic regression", ModelSchema(4, None, False, frozenset(), False, CLASSES)),
+    ("ridge", ModelSchema(4, None, False, frozenset(), False, None)),
+    ("tree on integer labels", ModelSchema(4, None, False, frozenset(), True, (0, 1, 2))),
+    ("not scikit-learn", ModelSchema(None, None, False, frozenset(), True, None)),
 ])
 def test_model_schema_is_read_from_generic_estimator_attributes(models, name, expected):
     schema = ModelSchema.of(models[name])
@@ -435,12 +427,12 @@ def test_model_schema_is_read_from_generic_estimator_attributes(models, name, ex
 
 @pytest.fixture(scope="module")
 def named() -> ModelSchema:
-    return ModelSchema(4, IRIS_FEATURES, False, CLASSES)
+    return ModelSchema(4, IRIS_FEATURES, True, frozenset(), False, CLASSES)
 
 
 @pytest.fixture(scope="module")
 def unnamed() -> ModelSchema:
-    return ModelSchema(4, None, True, CLASSES)
+    return ModelSchema(4, None, False, frozenset(), True, CLASSES)
 
 
 def frame(columns, rows=((1.0, 2.0, 3.0, 4.0),)) -> pd.DataFrame:
@@ -483,6 +475,47 @@ def test_conform_refuses_input_that_does_not_fit_the_model(request, schema, data
     with pytest.raises(BadRequest) as raised:
         conform(data, request.getfixturevalue(schema))
     assert raised.value.message == message
+
+
+@pytest.mark.parametrize(("content_type", "body", "message"), [
+    ("application/json", b'[[1, "a", 3, 4]]', "row 1, column 2: 'a' is not a number"),
+    ("application/json", b'["setosa", 1, 2, 3]', "row 1, column 1: 'setosa' is not a number"),
+    ("application/jsonlines", b'[1, 2, 3, 4]\n[1, 2, "x", 4]\n', "row 2, column 3: 'x' is not a number"),
+    ("application/json", b"[[1, 1e999, 3, 4]]", "row 1, column 2 is infinite or too large; send finite numbers"),
+    ("application/json", b"[1, 2, 3, -1e999]", "row 1, column 4 is infinite or too large; send finite numbers"),
+    ("application/json", b"[[1, 2, 3, 4], [Infinity, 2, 3, 4]]",
+     "row 2, column 1 is infinite or too large; send finite numbers"),
+    ("application/json", b"[[1, 2], [3, 1" + b"0" * 400 + b".0]]",  # a float literal past 1e308
+     "row 2, column 2 is infinite or too large; send finite numbers"),
+    ("application/jsonlines", b"[1, 2, 3, 4]\n[1e999, 2, 3, 4]\n",
+     "row 2, column 1 is infinite or too large; send finite numbers"),
+    ("application/x-npy", npy(np.array([[1.0, np.inf, 3.0, 4.0]])),
+     "row 1, column 2 is infinite or too large; send finite numbers"),
+])
+def test_text_or_infinity_is_a_400_when_conformed_to_a_numeric_model(content_type, body, message):
+    data = decode(body, content_type)
+    with pytest.raises(BadRequest) as raised:
+        conform(data, ModelSchema(None, None, False, frozenset(), True, None))
+    assert raised.value.message == message
+
+
+@pytest.mark.parametrize(("schema", "body", "message"), [
+    ("named", b'[{"sepal_length": 1, "sepal_width": "x", "petal_length": 3, "petal_width": 4}]',
+     "row 1, column 2: 'x' is not a number"),
+    ("named", b'[{"petal_width": 1e999, "petal_length": 3, "sepal_width": 2, "sepal_length": 1}]',
+     "row 1, column 4 is infinite or too large; send finite numbers"),  # counted in the model's order
+    ("named", json_of({"columns": NAMES, "data": [[1, 2, 3, 4]]}).replace(b"[[1,", b"[[1e999,"),
+     "row 1, column 1 is infinite or too large; send finite numbers"),
+])
+def test_named_text_or_infinity_is_a_400_naming_the_models_column(request, schema, body, message):
+    with pytest.raises(BadRequest) as raised:
+        conform(decode(body, "application/json"), request.getfixturevalue(schema))
+    assert raised.value.message == message
+
+
+def test_a_string_holding_a_number_is_read_as_that_number_in_a_numeric_column(unnamed):
+    data = conform(decode(b'[["5.1", "3.5", 1.4, "0.2"]]', "application/json"), unnamed)
+    assert data.dtype == np.float64 and data.tolist() == [SETOSA]
 
 
 @pytest.mark.parametrize(("name", "allowed"), [("tree", True), ("logistic regression", False),

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from sagemaker_byo.errors import UserError
@@ -173,18 +169,12 @@ def test_describe_says_what_is_allowed(param, described):
     assert param.describe() == described
 
 
-def test_algorithm_schema_accepts_the_bundled_job_hyperparameters():
-    """The schema in algo/train, against the strings SageMaker writes to hyperparameters.json."""
-    path = Path(__file__).resolve().parents[2] / "algo" / "train"
-    loader = importlib.machinery.SourceFileLoader("algo_train", str(path))
-    spec = importlib.util.spec_from_loader("algo_train", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    parsed = module.HYPERPARAMETERS.parse({
-        "max_leaf_nodes": "5", "criterion": '"entropy"', "random_state": "0",
-        "max_depth": "null", "_tuning_objective_metric": "validation:accuracy",
-    })
-    assert parsed["max_leaf_nodes"] == 5
-    assert parsed["criterion"] == "entropy"
-    assert parsed["max_depth"] is None
-    assert parsed["min_samples_split"] == 2
+@pytest.mark.parametrize(("context", "expected"), [
+    ("algorithm 'linear'", "unknown hyperparameter 'max_depth' for algorithm 'linear'; allowed: "),
+    ("", "unknown hyperparameter 'max_depth'; allowed: "),
+])
+def test_unknown_hyperparameter_message_names_the_context_when_given(context, expected):
+    schema = Schema({"alpha": Param(float, 1.0), "C": Param(float, 1.0)})
+    with pytest.raises(UserError) as raised:
+        schema.parse({"max_depth": "3"}, context=context)
+    assert str(raised.value) == expected + "C, alpha"

@@ -31,11 +31,22 @@ def test_input_fn_decodes_csv_rows(predictor):
 @pytest.mark.parametrize(("body", "content_type", "error"), [
     (b"[1, 2]", "application/xml", UnsupportedMediaType),
     (b"[1, 2", "application/json", BadRequest),
-    (b"1,x\n", "text/csv", BadRequest),
+    (b"1,2\n3\n", "text/csv", BadRequest),
 ])
 def test_input_fn_rejects_what_it_cannot_read(predictor, body, content_type, error):
     with pytest.raises(error):
         predictor.input_fn(body, content_type)
+
+
+def test_input_fn_keeps_text_cells_for_the_models_schema_to_judge(predictor):
+    data = predictor.input_fn(b"1,x\n", "text/csv")
+    assert data.tolist() == [[1.0, "x"]]
+
+
+def test_the_app_answers_400_for_text_where_the_trained_model_needs_a_number(predictor):
+    response = predictor.app.test_client().post("/invocations", data=b"5.1,3.5,x,0.2\n", content_type="text/csv")
+    assert response.status_code == 400
+    assert response.get_data(as_text=True) == "row 1, column 3: 'x' is not a number\n"
 
 
 def test_hooks_chain_to_the_model_predictions(predictor, trained_dir):
