@@ -109,19 +109,20 @@ def _open(source: Path | bytes):
     return open(source, "rb")
 
 
-def _scan(source: Path | bytes, where: str) -> tuple[int, bool]:
-    """Commas in the source, and whether it holds anything but white space; read in chunks, so a
-    large file is never held in memory twice."""
-    commas, content = 0, False
+def _scan(source: Path | bytes, where: str) -> tuple[int, bool, bool]:
+    """Commas in the source, whether it holds anything but white space, and whether it quotes;
+    read in chunks, so a large file is never held in memory twice."""
+    commas, content, quotes = 0, False, False
     try:
         with _open(source) as stream:
             while chunk := stream.read(CHUNK):
                 commas += chunk.count(b",")
                 content = content or bool(chunk.strip())
+                quotes = quotes or b'"' in chunk
     except (OSError, EOFError, zlib.error) as error:
         kind = "a truncated or corrupt gzip file" if where.lower().endswith(".gz") else "unreadable"
         raise UserError(f"{where} is {kind}: {error}") from None
-    return commas, content
+    return commas, content, quotes
 
 
 def _read_pipe(name: str, fifo: Path) -> bytes:
@@ -174,7 +175,7 @@ def _read_csv(source: Path | bytes, header: bool, **options) -> pd.DataFrame:
 def _parse(source: Path | bytes, where: str, header: bool, exact: str | int | None) -> pd.DataFrame | None:
     """One CSV source as a DataFrame: numbers as float32 (the column `exact` names, the target,
     keeps full precision), text as text."""
-    commas, content = _scan(source, where)
+    commas, content, quotes = _scan(source, where)
     if not content:
         log.warning("skipping empty input %s", where)
         return None
@@ -201,18 +202,28 @@ def _parse(source: Path | bytes, where: str, header: bool, exact: str | int | No
     except ValueError as error:
         raise UserError(f"{where} is not valid CSV: {error}") from None
     width = frame.shape[1]
-    # pandas pads a short row with missing values: the comma count tells whether any row was short
-    # (quoted commas make the count differ too; then the rows are counted one by one).
-    if commas != (width - 1) * (len(frame) + (1 if header else 0)):
+    # pandas pads a short row with missing values: the comma count tells whether any row was short;
+    # where fields are quoted (a quoted comma could even the count out) the rows are counted one by one.
+    if quotes or commas != (width - 1) * (len(frame) + (1 if header else 0)):
         bad = _ragged_line(source, width)
         if bad is not None:
             raise UserError(_ragged_message(where, *bad))
     if header:
-        frame.columns = [str(c).strip() for c in frame.columns]
-        duplicated = frame.columns[frame.columns.duplicated()].tolist()
-        if duplicated:
+        names = _header(source)
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:  # pandas would have renamed the second one 'name.1'
             raise UserError(f"{where}: the header names {duplicated[0]!r} twice")
+        frame.columns = names
     return frame
+
+
+def _header(source: Path | bytes) -> list[str]:
+    with _open(source) as stream:
+        rows = csv.reader(io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=""))
+        for row in rows:
+            if row:
+                return [name.strip() for name in row]
+    return []
 
 
 def _is(column, target: str | int | None, columns) -> bool:
@@ -265,7 +276,7 @@ def read_table(name: str, root: Path, *, header: bool = False, mode: str = "File
     if not frames:
         raise UserError(f"channel '{name}' has no data rows: every file under {root} is empty")
     starts = list(np.cumsum([0] + [len(f) for f in frames[:-1]]))
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, copy=False)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     return Table(frame, sources, [int(s) for s in starts])
 
 

@@ -40,8 +40,9 @@ def _text(data: bytes, charset: str) -> str:
 def _csv_rows_slowly(text: str) -> np.ndarray:
     """Row by row: numbers as floats, empty cells as NaN, anything else kept as text (a category,
     or a mistake the model's schema will name); ragged rows are refused here."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    rows = list(csv.reader(lines)) if '"' in text else [line.split(",") for line in lines]
+    reader = csv.reader(io.StringIO(text, newline="")) if '"' in text else (
+        line.split(",") for line in text.splitlines())
+    rows = [row for row in reader if any(cell.strip() for cell in row)]
     if not rows:
         raise BadRequest("the body holds no CSV rows")
     width = len(rows[0])
@@ -56,12 +57,10 @@ def _csv_rows_slowly(text: str) -> np.ndarray:
                 out[i, j] = np.nan
                 continue
             try:
-                value = float(cell)
+                out[i, j] = float(cell)
             except ValueError:
                 out[i, j] = cell
                 numeric = False
-                continue
-            out[i, j] = value
     return out.astype(np.float64) if numeric else out
 
 

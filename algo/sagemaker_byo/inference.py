@@ -57,13 +57,22 @@ def _allows_nan(model: Any) -> bool:
         return True  # not a scikit-learn estimator: let the model decide
 
 
+def _category(value):
+    """A category as training read it from CSV: text as it is, 1.0 as '1', missing as missing."""
+    if isinstance(value, str) or value is None or value != value:
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _typed(frame: pd.DataFrame, schema: ModelSchema) -> pd.DataFrame:
     """Text columns of the model stay text; every other column must hold numbers."""
     columns = {}
     for position, name in enumerate(frame.columns):
         values = frame[name]
         if str(name) in schema.categorical:
-            columns[name] = values.map(lambda v: v if isinstance(v, str) or v is None or v != v else str(v))
+            columns[name] = values.map(_category)
             continue
         if values.dtype.kind == "f":
             columns[name] = values

@@ -133,9 +133,6 @@ def test_bad_channel_data_is_a_user_error_naming_the_file(tmp_path, files, messa
     assert message in str(raised.value)
 
 
-@pytest.mark.xfail(reason="BUG: channels._parse counts commas to detect short rows; a quoted comma in one row "
-                          "offsets a missing field in another, so the short row is padded with NaN silently",
-                   strict=True)
 def test_a_short_row_is_refused_even_when_a_quoted_comma_evens_out_the_comma_count(tmp_path):
     with pytest.raises(UserError, match="d.csv: line 2 has 2 fields but line 1 has 3"):
         read_table("training", channel(tmp_path, {"d.csv": b'"a,b",1,2\nc,3\n'}))
@@ -147,9 +144,6 @@ def test_files_with_another_header_are_a_user_error(tmp_path):
         read_table("training", channel(tmp_path, files), header=True)
 
 
-@pytest.mark.xfail(reason="BUG: pandas renames a repeated header name ('a', 'a.1') before channels._parse "
-                          "looks for duplicates, so the 'names ... twice' check never fires",
-                   strict=True)
 def test_a_header_naming_a_column_twice_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="d.csv: the header names 'a' twice"):
         read_table("training", channel(tmp_path, {"d.csv": b"y,a,a\n1,2,3\n"}), header=True)

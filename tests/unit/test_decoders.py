@@ -198,9 +198,6 @@ def test_quoted_fields_are_read_as_csv(body, expected, size):
     assert [[None if isinstance(v, float) and np.isnan(v) else v for v in row] for row in array.tolist()] == expected
 
 
-@pytest.mark.xfail(reason="BUG: decode_csv splits the body with str.splitlines() before csv.reader reads the "
-                          "quotes, so a quoted line break is dropped: '\"a\\nb\",1' decodes to 'ab', a category "
-                          "training (pandas) read as 'a\\nb'", strict=True)
 @pytest.mark.parametrize("size", SIZES)
 def test_a_quoted_field_keeps_its_line_break_as_training_reads_it(size):
     array = decode_sized(b'"a\nb",1\n', size)

@@ -87,9 +87,6 @@ def test_conformed_rows_predict_with_the_categorical_pipeline(categorical_model)
         {"colour": ["red", "blue", "purple"], "length": [1.0, 2.0, 9.0], "size": ["S", "M", "XXL"]})).tolist()
 
 
-@pytest.mark.xfail(reason="BUG: conform turns a number in a categorical column into str(float): CSV '1' (or "
-                          "JSON 1) becomes '1.0', while training read the category from CSV as '1', so the "
-                          "model sees an unknown category", strict=True)
 @pytest.mark.parametrize(("body", "content_type"), [
     (b"red,1,1\n", "text/csv"),
     (b'[["red", 1, 1]]', "application/json"),
