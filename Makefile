@@ -4,12 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test venv image lint clean
+AWS_VENV := .venv-aws
+
+.PHONY: demo test venv venv-aws image lint clean
 
 demo:
 	local_test/demo.sh $(IMAGE)
 
-test: venv
+test: venv venv-aws
 	$(PY) -m pytest
 
 venv: $(VENV)/.installed
@@ -17,6 +19,14 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# The SageMaker SDK, moto and the AWS CLI for tests/sdk and tests/ecr (see requirements-aws.txt).
+venv-aws: $(AWS_VENV)/.installed
+
+$(AWS_VENV)/.installed: requirements-aws.txt
+	$(PYTHON) -m venv $(AWS_VENV)
+	$(AWS_VENV)/bin/python -m pip install --quiet -r requirements-aws.txt
 	touch $@
 
 image:
@@ -27,4 +37,4 @@ lint: venv
 	shellcheck build_and_push.sh local_test/*.sh .ci/run
 
 clean:
-	rm -rf $(VENV) local_test/test_dir/model/* local_test/test_dir/output/*
+	rm -rf $(VENV) $(AWS_VENV) local_test/test_dir/model/* local_test/test_dir/output/*

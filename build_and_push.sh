@@ -1,23 +1,39 @@
 #!/usr/bin/env bash
 # Build the image and push it to Amazon ECR, creating the repository if it is missing.
 #
-#   ./build_and_push.sh IMAGE [TAG]
+#   ./build_and_push.sh [--platform PLATFORM] [--multi-arch] IMAGE [TAG]
 #
 # Pushes ACCOUNT.dkr.ecr.REGION.amazonaws.com/IMAGE:TAG (TAG defaults to latest) and, in a git
 # checkout, the same image tagged with the commit. The account comes from
-# `aws sts get-caller-identity`, the region from AWS_REGION, AWS_DEFAULT_REGION or
-# `aws configure get region`, else us-east-1.
+# `aws sts get-caller-identity`; the region from AWS_REGION, AWS_DEFAULT_REGION or
+# `aws configure get region`, and the script stops if none gives one.
+# Options (or the environment variables beside them):
+#   --platform P   PLATFORM      target platform (default linux/amd64: SageMaker's x86 instances,
+#                                also when building on Apple silicon)
+#   --multi-arch   MULTI_ARCH=1  build linux/amd64 and linux/arm64 (Graviton) with docker buildx
+#                                and push both under the same tags
 # Environment:
-#   PLATFORM      target platform (default linux/amd64: SageMaker's x86 instances, also when
-#                 building on Apple silicon)
-#   MULTI_ARCH=1  build linux/amd64 and linux/arm64 (Graviton) with docker buildx and push both
-#   ECR_REGISTRY  push to this registry address instead of the account's ECR (tests use a
-#                 local registry)
+#   ECR_REGISTRY       push to this registry address instead of the account's ECR; the repository
+#                      is still created in ECR (tests: a local registry and a local ECR stand-in)
+#   AWS_ENDPOINT_URL   read by the AWS CLI itself: where its STS and ECR calls go (tests)
 set -euo pipefail
 
-image="${1:?usage: build_and_push.sh IMAGE [TAG]}"
-tag="${2:-latest}"
+usage="usage: build_and_push.sh [--platform PLATFORM] [--multi-arch] IMAGE [TAG]"
 platform="${PLATFORM:-linux/amd64}"
+multi_arch="${MULTI_ARCH:-0}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --platform) platform="${2:?$usage}"; shift 2 ;;
+    --platform=*) platform="${1#--platform=}"; shift ;;
+    --multi-arch) multi_arch=1; shift ;;
+    -h | --help) echo "$usage"; exit 0 ;;
+    --) shift; break ;;
+    -*) echo "build_and_push.sh: unknown option $1" >&2; echo "$usage" >&2; exit 2 ;;
+    *) break ;;
+  esac
+done
+image="${1:?$usage}"
+tag="${2:-latest}"
 here="$(cd "$(dirname "$0")" && pwd)"
 
 die() {
@@ -25,14 +41,23 @@ die() {
   exit 1
 }
 
+# Everything that can be checked without AWS is checked first, so nothing is created in vain.
 command -v aws >/dev/null || die "the AWS CLI is not installed (https://aws.amazon.com/cli/)"
-command -v docker >/dev/null || die "docker is not installed"
-docker info >/dev/null 2>&1 || die "no Docker engine answers; start Docker and try again"
+command -v docker >/dev/null || die "docker is not installed (https://docs.docker.com/get-docker/)"
+docker info >/dev/null 2>&1 || die "no Docker engine answers ('docker info' failed); start Docker and try again"
+if [ "$multi_arch" = 1 ]; then
+  docker buildx version >/dev/null 2>&1 ||
+    die "--multi-arch (MULTI_ARCH=1) needs docker buildx, which this Docker does not have; install the buildx plugin (https://docs.docker.com/build/buildx/) or build one platform with --platform"
+fi
 
-account="$(aws sts get-caller-identity --query Account --output text 2>/dev/null)" ||
-  die "no usable AWS credentials: 'aws sts get-caller-identity' failed (run 'aws configure' or set AWS_PROFILE)"
 region="${AWS_REGION:-${AWS_DEFAULT_REGION:-$(aws configure get region 2>/dev/null || true)}}"
-region="${region:-us-east-1}"
+[ -n "$region" ] ||
+  die "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or run 'aws configure set region REGION'"
+
+errors="$(mktemp)"
+trap 'rm -f "$errors"' EXIT
+account="$(aws sts get-caller-identity --region "$region" --query Account --output text 2>"$errors")" ||
+  die "no usable AWS credentials: 'aws sts get-caller-identity' failed (run 'aws configure' or set AWS_PROFILE): $(cat "$errors")"
 registry="${ECR_REGISTRY:-$account.dkr.ecr.$region.amazonaws.com}"
 
 if ! aws ecr describe-repositories --region "$region" --repository-names "$image" >/dev/null 2>&1; then
@@ -49,9 +74,7 @@ fi
 tag_args=()
 for name in "${tags[@]}"; do tag_args+=(-t "$name"); done
 
-if [ "${MULTI_ARCH:-0}" = 1 ]; then
-  docker buildx version >/dev/null 2>&1 ||
-    die "MULTI_ARCH=1 needs docker buildx, which is not installed (https://docs.docker.com/build/buildx/)"
+if [ "$multi_arch" = 1 ]; then
   docker buildx build --platform linux/amd64,linux/arm64 "${tag_args[@]}" --push "$here"
 else
   docker build --platform "$platform" "${tag_args[@]}" "$here"
