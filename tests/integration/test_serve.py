@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -366,3 +367,15 @@ def test_request_slower_than_model_server_timeout_gets_504_naming_it(serve_slow)
         assert fast.status_code == 200, fast.text
         assert fast.text == f"{slow_model.LABEL}\n"
     assert server.process.poll() is None
+
+
+def test_ping_answers_within_sagemakers_2_seconds_while_every_worker_is_busy(serve_slow):
+    server = serve_slow(MODEL_SERVER_WORKERS="2")
+    busy = [threading.Thread(target=server.invoke, args=(b"4,0,0,0\n",)) for _ in range(2)]
+    for thread in busy:
+        thread.start()
+    wait_until(lambda: server.log().count("slow_model: sleeping 4s") == 2, 10, what="both workers to be busy")
+    response = requests.get(f"{server.url}/ping", timeout=2)  # SageMaker gives a ping 2 s
+    assert response.status_code == 200
+    for thread in busy:
+        thread.join(30)
