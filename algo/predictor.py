@@ -23,7 +23,14 @@ MODEL_FILE = "model.joblib"  # as written by algo/train
 
 
 def model_fn(model_dir: str):
-    return joblib.load(os.path.join(model_dir, MODEL_FILE))
+    path = os.path.join(model_dir, MODEL_FILE)
+    try:
+        return joblib.load(path)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # a damaged file or another library version: name the file and why
+        raise RuntimeError(f"{path} cannot be loaded ({type(error).__name__}: {error}); is it a model "
+                           f"algo/train wrote, with the library versions in model.json?") from error
 
 
 def input_fn(input_data: bytes, content_type: str):

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import media
-from .errors import BadRequest, UnsupportedMediaType
+from .errors import BadRequest, UnsupportedMediaType, quoted
 
 # Below this size the pure-Python path beats pandas' C parser (whose fixed cost is ~100 us).
 SMALL_CSV_BYTES = 2048
@@ -32,7 +32,7 @@ def _text(data: bytes, charset: str) -> str:
     try:
         return data.decode(charset)
     except LookupError:
-        raise BadRequest(f"unknown charset {charset!r}") from None
+        raise BadRequest(f"unknown charset {quoted(charset)}") from None
     except UnicodeDecodeError as error:
         raise BadRequest(f"the body is not valid {charset} text (byte {error.start})") from None
 
@@ -247,7 +247,7 @@ def decode_npy(data: bytes, charset: str = "utf-8") -> np.ndarray:
         if read_header is None:
             raise ValueError(f"unsupported .npy format version {version}")
         shape, fortran_order, dtype = read_header(stream)
-    except (ValueError, EOFError, SyntaxError, TypeError) as error:
+    except Exception as error:  # noqa: BLE001 - numpy parses the header with Python's tokenizer: any failure is the body's
         raise BadRequest(f"the body is not a valid .npy array ({error})") from None
     if dtype.hasobject:
         raise BadRequest("the .npy body holds Python objects; send an array of numbers")
@@ -280,6 +280,6 @@ def decode(data: bytes, content_type: str | None) -> np.ndarray | pd.DataFrame:
     decoder = DECODERS.get(media_type)
     if decoder is None:
         raise UnsupportedMediaType(
-            f"Content-Type {media_type!r} is not supported; send one of {', '.join(DECODERS)}"
+            f"Content-Type {quoted(media_type)} is not supported; send one of {', '.join(DECODERS)}"
         )
     return decoder(data, params.get("charset", "utf-8"))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import NotAcceptable
+from .errors import NotAcceptable, quoted
 from .inference import Probabilities
 
 
@@ -73,5 +73,5 @@ ENCODERS: dict[str, Callable[[object], bytes]] = {
 def encode(prediction, accept: str) -> bytes:
     encoder = ENCODERS.get(accept)
     if encoder is None:
-        raise NotAcceptable(f"cannot answer in {accept!r}; this model answers in {', '.join(ENCODERS)}")
+        raise NotAcceptable(f"cannot answer in {quoted(accept)}; this model answers in {', '.join(ENCODERS)}")
     return encoder(prediction)

@@ -21,6 +21,12 @@ class TrainingStopped(Exception):
     """SageMaker asked the job to stop (StopTrainingJob, MaxRuntimeInSeconds, Spot)."""
 
 
+def quoted(value: str, limit: int = 40) -> str:
+    """A value the client sent, quoted for an error message and cut short: answers stay short."""
+    text = str(value)
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 class HTTPError(Exception):
     status = 500
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import BadRequest
+from .errors import BadRequest, quoted
 
 PROBABILITIES = "probabilities"
 PREDICTIONS = "predictions"
@@ -168,7 +168,7 @@ def requested_output(header: str | None, default: str) -> str:
     if value in (PREDICTIONS, PROBABILITIES):
         return value
     if value:
-        raise BadRequest(f"custom attribute output={value!r}: use output=predictions or output=probabilities")
+        raise BadRequest(f"custom attribute output={quoted(value)}: use output=predictions or output=probabilities")
     return default
 
 

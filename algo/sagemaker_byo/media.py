@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .errors import NotAcceptable
+from .errors import NotAcceptable, quoted
 
 
 @lru_cache(maxsize=256)
@@ -62,5 +62,5 @@ def negotiate(accept: str | None, offered: tuple[str, ...], default: str) -> str
         if q > 0 and (best_key is None or key > best_key):
             best, best_key = candidate, key
     if best is None:
-        raise NotAcceptable(f"cannot answer in {accept!r}; this model answers in {', '.join(offered)}")
+        raise NotAcceptable(f"cannot answer in {quoted(accept)}; this model answers in {', '.join(offered)}")
     return best

@@ -160,8 +160,9 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
     @app.errorhandler(WerkzeugHTTPException)
     def werkzeug_error(error: WerkzeugHTTPException) -> Response:
         if error.code == 404:
-            return _text(f"no route {request.path}; this server answers /ping and /invocations", 404)
+            return _text("no such route; this server answers /ping and /invocations", 404)
         if error.code == 405:
+            # only the server's own routes get here, so the path is short and ours
             return _text(f"{request.method} is not allowed on {request.path}", 405)
         return _text(f"{error.name}: {error.description}", error.code or 400)
 

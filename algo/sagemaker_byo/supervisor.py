@@ -35,7 +35,8 @@ GUNICORN_CONF = ALGO_DIR / "gunicorn_conf.py"
 def render_nginx_conf(config: settings.Serving, runtime_dir: Path, socket: Path,
                       template: Path = NGINX_TEMPLATE, model_ready: bool = False) -> str:
     values = {
-        "ping": "return 200;" if model_ready else "proxy_pass http://model_server;",
+        "ping": ('if ($request_method !~ ^(GET|HEAD)$) { return 405 "only GET is allowed on /ping\\n"; }\n'
+                 "            return 200;") if model_ready else "proxy_pass http://model_server;",
         "runtime_dir": str(runtime_dir),
         "socket": str(socket),
         "port": str(config.port),

@@ -230,3 +230,40 @@ def test_local_test_scripts_train_serve_and_predict(image, tmp_path):
     finally:
         docker("stop", name, check=False)
         server.wait(timeout=60)
+
+
+def test_random_forest_on_a_csv_with_header_and_text_trains_and_serves_in_container(image, containers, tmp_path):
+    """A non-default algorithm on named columns with a text category: trained by `train`, served by `serve`."""
+    base = copy_test_dir(tmp_path / "ml")
+    shutil.rmtree(base / "input" / "data" / "validation")
+    config = base / "input" / "config"
+    (config / "inputdataconfig.json").write_text(
+        json.dumps({"training": json.loads((config / "inputdataconfig.json").read_text())["training"]}))
+    (config / "hyperparameters.json").write_text(json.dumps(
+        {"algorithm": "random_forest", "n_estimators": "20", "header": "true", "target": "label"}))
+    rng = np.random.default_rng(0)
+    colors = rng.choice(["red", "green", "blue"], 150)
+    sizes = rng.normal(size=150).round(3)
+    labels = np.where((colors == "red") | (sizes > 0.5), "yes", "no")
+    rows = [f"{label},{size},{color}" for label, size, color in zip(labels, sizes, colors, strict=True)]
+    training = base / "input" / "data" / "training"
+    (training / "iris.csv").unlink()
+    (training / "data.csv").write_text("label,size,color\n" + "\n".join(rows) + "\n")
+
+    result = docker("run", "--rm", "--network", "host", "-v", f"{base}:/opt/ml", image, "train", timeout=300)
+    assert result.returncode == 0, result.stderr
+    description = json.loads((base / "model" / "model.json").read_text())
+    assert description["algorithm"] == "random_forest"
+    assert description["feature_names"] == ["size", "color"]
+    assert description["categorical_features"] == ["color"]
+
+    port = free_port()
+    container = containers(image, "serve", base, env={"SAGEMAKER_BIND_TO_PORT": port})
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, container)
+    answer = requests.post(f"{url}/invocations", data=b"1.2,red\n-0.8,blue\n0.1,purple\n,green\n",
+                           headers={"Content-Type": "text/csv"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    predictions = answer.text.splitlines()
+    assert len(predictions) == 4 and set(predictions) <= {"yes", "no"}
+    assert predictions[:2] == ["yes", "no"]

