@@ -222,9 +222,10 @@ NAMED_FEATURES = {
 
 
 @pytest.mark.parametrize(("content_type", "body"), NAMED_FEATURES.values(), ids=NAMED_FEATURES.keys())
-def test_named_features_get_400_as_this_model_was_trained_without_feature_names(
+def test_named_features_that_are_not_the_models_get_400_naming_the_expected_ones(
         server: Server, content_type: str, body: str):
-    assert_refused(server.invoke(body, content_type), 400, "trained without feature names")
+    # trained without a header, the model's features are named by CSV position: column_2, ...
+    assert_refused(server.invoke(body, content_type), 400, "missing 'column_2'")
 
 
 class _MakesADirectoryWhenUnpickled:

@@ -217,7 +217,7 @@ def test_unacceptable_accept_returns_406(shared_server: Server):
 def test_unknown_routes_return_404(shared_server: Server, method: str, path: str):
     response = requests.request(method, f"{shared_server.url}{path}", timeout=2)
     assert_short_message(response, 404)
-    assert path in response.text
+    assert "/ping and /invocations" in response.text
 
 
 def test_body_over_6_mb_gets_413_from_nginx_naming_the_limit(shared_server: Server):
@@ -289,7 +289,7 @@ def test_missing_model_keeps_serve_up_with_ping_503_and_the_reason_logged(serve,
     server.wait_for_ping(503)
     ping = requests.get(f"{server.url}/ping", timeout=2)
     assert_short_message(ping, 503)
-    assert "model.joblib" in ping.text
+    assert "model.joblib" not in ping.text  # paths stay in the log
     assert_short_message(server.invoke(PAYLOAD_TEXT), 503)
     log = server.log()
     assert "could not load the model" in log and "model.joblib" in log
