@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import json
 import logging
 import stat
 import time
@@ -48,19 +47,6 @@ class Table:
         """Where a row of the frame came from: 'path, data row N'."""
         index = max(i for i, start in enumerate(self.starts) if start <= row)
         return f"{self.sources[index]}, data row {row - self.starts[index] + 1}"
-
-
-def input_data_config(path: Path) -> dict:
-    """Channel name to its configuration (ContentType, TrainingInputMode, ...); {} if the file is absent."""
-    if not path.exists():
-        return {}
-    try:
-        config = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise UserError(f"{path.name} is not valid JSON: {error}") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{path.name} must hold a JSON object of channel names")
-    return config
 
 
 def check_content_type(name: str, config: dict) -> None:

@@ -4,7 +4,6 @@ the features checked, with errors that name the file and line and say what to fi
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import threading
 from pathlib import Path
@@ -19,7 +18,6 @@ from sagemaker_byo.channels import (
     channel_files,
     check_content_type,
     check_features,
-    input_data_config,
     input_mode,
     read_table,
     split_target,
@@ -310,24 +308,6 @@ def test_other_channel_content_type_is_a_user_error(content_type):
     expected = f"channel 'training' has ContentType '{content_type}'; this algorithm reads text/csv"
     with pytest.raises(UserError, match=expected):
         check_content_type("training", {"training": {"ContentType": content_type}})
-
-
-def test_input_data_config_is_read_as_a_mapping(tmp_path):
-    path = tmp_path / "inputdataconfig.json"
-    path.write_text(json.dumps({"training": {"ContentType": "text/csv"}}))
-    assert input_data_config(path) == {"training": {"ContentType": "text/csv"}}
-    assert input_data_config(tmp_path / "absent.json") == {}
-
-
-@pytest.mark.parametrize(("text", "message"), [
-    ("{not json", "inputdataconfig.json is not valid JSON"),
-    ('["training"]', "inputdataconfig.json must hold a JSON object of channel names"),
-])
-def test_bad_input_data_config_is_a_user_error(tmp_path, text, message):
-    path = tmp_path / "inputdataconfig.json"
-    path.write_text(text)
-    with pytest.raises(UserError, match=message):
-        input_data_config(path)
 
 
 def test_only_csv_suffixes_are_read():
