@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import threading
 import time
@@ -23,6 +22,7 @@ import pytest
 import requests
 
 from conftest import PAYLOAD, Server, copy_test_dir, have_nginx, require, wait_until
+from procs import alive, child_pid, descendants, gunicorn_workers, refuses_connections, worker_pids
 
 HERE = Path(__file__).resolve().parent
 # serve unpickles the slow model as `slow_model.SlowClassifier` (PYTHONPATH=HERE), so pickle it
@@ -55,61 +55,6 @@ def assert_short_message(response: requests.Response, status: int) -> None:
     assert text.strip(), "the error has no message"
     assert len(text) < 300 and text.count("\n") <= 1, text
     assert "Traceback" not in text and 'File "' not in text, text
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """/proc/PID/stat after the command name: [state, ppid, ...]; None if the process is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def alive(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] != "Z"
-
-
-def children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
-            if fields and fields[0] != "Z" and int(fields[1]) == pid:
-                found.add(int(entry.name))
-    return found
-
-
-def descendants(pid: int) -> set[int]:
-    found = children(pid)
-    for child in list(found):
-        found |= descendants(child)
-    return found
-
-
-def child_pid(server: Server, name: str) -> int:
-    """The pid of serve's `name` child (gunicorn's or nginx's master), from serve's own log."""
-    match = re.search(rf"started {name} \(pid (\d+)\)", server.log())
-    assert match, f"serve did not log starting {name}:\n{server.log()}"
-    return int(match.group(1))
-
-
-def worker_pids(server: Server) -> set[int]:
-    return children(child_pid(server, "gunicorn"))
-
-
-def gunicorn_workers(server: Server, count: int) -> set[int]:
-    """The worker pids, once gunicorn runs `count` of them (workers boot after the first /ping)."""
-    return wait_until(lambda: len(pids := worker_pids(server)) == count and pids, 10,
-                      what=f"{count} gunicorn workers")
-
-
-def refuses_connections(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except ConnectionRefusedError:
-        return True
-    return False
 
 
 # -- fixtures ---------------------------------------------------------------------------------
