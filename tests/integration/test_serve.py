@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -266,6 +267,42 @@ def test_sigterm_lets_the_request_in_flight_finish_and_refuses_new_connections(s
     assert response.status_code == 200, response.text
     assert response.text == f"{slow_model.LABEL}\n"
     assert server.process.wait(timeout=10) == 0, server.log()
+
+
+def test_a_request_still_running_when_the_shutdown_grace_ends_is_cut_off_and_logged(serve_slow):
+    """SageMaker kills the container 30 s after SIGTERM; serve gives in-flight requests 25 s."""
+    server = serve_slow(MODEL_SERVER_TIMEOUT="120")
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(lambda: requests.post(f"{server.url}/invocations", data="60,0,0,0",
+                                                      headers={"Content-Type": "text/csv"}, timeout=90))
+        wait_until(lambda: "slow_model: sleeping 60s" in server.log(), 5, what="the model to start predicting")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=29) == 0, server.log()  # before SageMaker's SIGKILL at 30 s
+        try:
+            answer = in_flight.result(timeout=30).status_code
+        except requests.RequestException:
+            answer = None  # the connection was cut
+    assert answer != 200
+    assert "grace of 25s is over" in server.log() and "cutting off requests still in flight" in server.log()
+
+
+def test_a_client_that_never_finishes_its_request_is_dropped_and_others_are_served(serve):
+    server = serve(env={"MODEL_SERVER_TIMEOUT": "2"})
+    slow_header = socket.create_connection(("127.0.0.1", server.port))
+    slow_header.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\n")  # headers never end
+    slow_body = socket.create_connection(("127.0.0.1", server.port))
+    slow_body.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+                      b"Content-Length: 100\r\n\r\n5.1,")  # the body never ends
+    assert server.invoke(PAYLOAD_TEXT).status_code == 200
+    for sock in (slow_header, slow_body):
+        sock.settimeout(15)  # nginx drops it after client_header/body_timeout = MODEL_SERVER_TIMEOUT
+        try:
+            while sock.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+        sock.close()
+    assert server.invoke(PAYLOAD_TEXT).status_code == 200
 
 
 # -- failures ---------------------------------------------------------------------------------
