@@ -39,10 +39,6 @@ class BadRequest(HTTPError):
     status = 400
 
 
-class NotFound(HTTPError):
-    status = 404
-
-
 class NotAcceptable(HTTPError):
     status = 406
 
