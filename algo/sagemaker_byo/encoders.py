@@ -36,7 +36,10 @@ def encode_csv(prediction) -> bytes:
     if array.ndim == 1:
         if array.dtype.kind in "biuf":
             return ("\n".join(map(str, rows)) + "\n").encode()
-        text = "\n".join(map(str, rows))
+        try:
+            text = "\n".join(rows)  # labels are text already, as a rule
+        except TypeError:
+            text = "\n".join(map(str, rows))
         # Labels rarely need quoting: check the joined text once instead of every cell.
         if "," in text or '"' in text or "\r" in text or text.count("\n") != len(rows) - 1:
             text = "\n".join(map(_cell, rows))

@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
-from . import inference, media, settings
+from . import estimators, inference, media, settings
 from .errors import BadRequest, HTTPError, ModelNotReady, PayloadTooLarge
 from .inference import ModelSchema
 
@@ -58,6 +58,10 @@ def load_model(hooks: Hooks, model_dir: Path) -> LoadedModel:
         log.exception("could not load the model from %s: %s; /ping will answer 503", model_dir, reason)
         return LoadedModel(error=reason)
     log.info("model loaded from %s in %.2fs", model_dir, time.monotonic() - started)
+    try:
+        estimators.memoize_introspection(model)
+    except Exception as error:  # noqa: BLE001 - only a speed-up: serve the model as it is
+        log.warning("serving the model without memoized scikit-learn tags (%s: %s)", type(error).__name__, error)
     return LoadedModel(model=model, schema=ModelSchema.of(model, _description(model_dir)))
 
 
@@ -131,13 +135,14 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
 
     @app.post("/invocations")
     def invocations() -> Response:
-        length = request.content_length
+        current = request._get_current_object()  # one lookup of the request, not one per use
+        length = current.content_length
         if length is not None and length > config.max_payload_bytes:
             raise PayloadTooLarge(f"the body is larger than the limit of {config.max_payload_mb} MB")
-        headers = request.headers
+        environ = current.environ  # the WSGI names of Content-Type, Accept and the custom attributes
         body, answer_type = invoke(
-            hooks, loaded, request.get_data(cache=False), headers.get("Content-Type"),
-            headers.get("Accept"), config, headers.get("X-Amzn-SageMaker-Custom-Attributes"),
+            hooks, loaded, current.get_data(cache=False), environ.get("CONTENT_TYPE"),
+            environ.get("HTTP_ACCEPT"), config, environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"),
         )
         return Response(body, status=200, content_type=answer_type)
 

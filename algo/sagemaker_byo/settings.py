@@ -33,6 +33,15 @@ MB = 1024 * 1024
 SHUTDOWN_GRACE = 25  # seconds to finish in-flight requests after SIGTERM; SageMaker kills at 30
 WORKER_TIMEOUT_MARGIN = 5  # gunicorn replaces a stuck worker this long after nginx gave up on it
 
+# glibc's allocator, for the model server's processes, unless the environment sets them. By
+# default it gives every freed block over 128 KB back to the kernel, so each large request
+# faults the pages of its arrays in afresh (about 1,300 page faults and milliseconds of CPU for a
+# 10,000-row CSV here). Freed memory below these sizes stays in the worker for the next request.
+ALLOCATOR_DEFAULTS = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 * MB),  # blocks above this still come from, and go back to, the kernel
+    "MALLOC_TRIM_THRESHOLD_": str(64 * MB),  # free memory a worker keeps at most
+}
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value the container cannot use."""
@@ -158,6 +167,12 @@ def log_level(env: dict[str, str] | None = None) -> int:
     if not isinstance(level, int):
         raise SettingsError(f"{LOG_LEVEL}={raw!r} is not a log level (DEBUG, INFO, WARNING, ERROR)")
     return level
+
+
+def server_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of gunicorn and its workers: this one, with the allocator defaults filled in."""
+    env = os.environ if env is None else env
+    return {**ALLOCATOR_DEFAULTS, **env}
 
 
 def serving(env: dict[str, str] | None = None) -> Serving:

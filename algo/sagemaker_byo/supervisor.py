@@ -76,9 +76,9 @@ class Supervisor:
         self.failed: str | None = None
 
     # -- starting -----------------------------------------------------------------------
-    def _spawn(self, name: str, command: list[str]) -> int:
+    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> int:
         # Each child leads its own process group, so stopping it takes its workers along.
-        process = subprocess.Popen(command, cwd=ALGO_DIR, start_new_session=True)
+        process = subprocess.Popen(command, cwd=ALGO_DIR, env=env, start_new_session=True)
         self.children[process.pid] = name
         log.info("started %s (pid %d)", name, process.pid)
         return process.pid
@@ -88,7 +88,7 @@ class Supervisor:
         return self._spawn("gunicorn", [
             sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF),
             "--bind", bind, "--chdir", str(ALGO_DIR), "wsgi:app",
-        ])
+        ], env=settings.server_environment())
 
     def start_nginx(self, model_ready: bool) -> int:
         conf = self.runtime_dir / "nginx.conf"
