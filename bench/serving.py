@@ -6,7 +6,9 @@ Three servers are measured in the same run, one after the other, with the same l
                     Flask app that reads the body and returns a constant
   sagemaker-byo     the real serve stack with the real app and a model trained on iris
 
-Each cell is the median of REPS wrk runs of DURATION seconds. Every run is bounded in time.
+Each cell is the median of REPS wrk runs of DURATION seconds, with the CPU time each request cost
+the server's processes (gunicorn's master and workers, nginx), read from /proc around the run.
+Every run is bounded in time.
 
     python bench/serving.py [--duration 3] [--reps 3] [--out bench/results]
 """
@@ -136,6 +138,22 @@ def pss_mb(pid: int) -> float:
     return total / 1024
 
 
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time (user + system) used so far by a process tree, by program: nginx, gunicorn, other."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for proc in [pid, *descendants(pid)]:
+        try:
+            stat = Path(f"/proc/{proc}/stat").read_text()
+            command = Path(f"/proc/{proc}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # utime and stime are the 14th and 15th fields
+        name = "nginx" if b"nginx" in command else "gunicorn" if b"gunicorn" in command else "other"
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
 class Target:
     def __init__(self, name: str, command: list[str], env: dict[str, str], port: int):
         self.name, self.command, self.env, self.port = name, command, env, port
@@ -240,13 +258,24 @@ def main() -> int:
             rest_pss = pss_mb(target.process.pid)
             for rows in ROWS:
                 for connections in CONNECTIONS:
-                    runs = [wrk(target.url, scripts[rows], connections, args.duration) for _ in range(args.reps)]
+                    runs = []
+                    for _ in range(args.reps):
+                        before = cpu_seconds(target.process.pid)
+                        run = wrk(target.url, scripts[rows], connections, args.duration)
+                        after = cpu_seconds(target.process.pid)
+                        served = run["rps"] * args.duration
+                        # where each request's CPU went, by program (not counting wrk itself)
+                        run["cpu_us_per_request"] = {
+                            name: round((after[name] - before.get(name, 0.0)) / served * 1e6)
+                            for name in sorted(after) if served}
+                        runs.append(run)
                     median = statistics.median(r["rps"] for r in runs)
                     cell = min(runs, key=lambda r: abs(r["rps"] - median))
                     cells[f"{rows}x{connections}"] = {**cell, "rps_runs": [r["rps"] for r in runs]}
+                    cpu = " ".join(f"{k}={v}us" for k, v in cell["cpu_us_per_request"].items())
                     print(f"{target.name:18} rows={rows:<6} c={connections:<3} {cell['rps']:9.0f} req/s "
-                          f"p50={cell['p50_ms']:.2f}ms p99={cell['p99_ms']:.2f}ms non2xx={cell['non_2xx']}",
-                          flush=True)
+                          f"p50={cell['p50_ms']:.2f}ms p99={cell['p99_ms']:.2f}ms non2xx={cell['non_2xx']} "
+                          f"cpu/request: {cpu}", flush=True)
             loaded_pss = pss_mb(target.process.pid)
         finally:
             target.stop()
