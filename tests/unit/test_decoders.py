@@ -2,7 +2,8 @@
 that names the row and column. Whether text or infinity is acceptable is the model schema's call
 (`inference.conform`), so those cases run decode and conform together.
 
-Bodies up to SMALL_CSV_BYTES take a pure-Python path, larger ones pandas' parser: each case runs
+Bodies up to SMALL_CSV_BYTES take a pure-Python path; larger ones a vectorised reader when they
+hold only short plain decimals, and pandas' parser otherwise. Each case runs
 through both (`size`), and the two must agree.
 """
 
@@ -242,3 +243,66 @@ def test_a_short_row_in_a_large_body_is_not_padded_with_nan():
 
 def test_decoders_table_maps_csv_to_decode_csv():
     assert decoders.DECODERS["text/csv"] is decode_csv
+
+
+# -- large bodies of short plain decimals: the vectorised reader ---------------------------------
+
+def decimal_cells(draw_count: int, rng: np.random.Generator, longest: int) -> list[str]:
+    """Plain decimals as people and programs write them: signs, leading points, trailing points,
+    leading zeros, integers, up to `longest` bytes each."""
+    cells = []
+    for _ in range(draw_count):
+        digits = "".join(map(str, rng.integers(0, 10, int(rng.integers(1, longest + 1)))))
+        cell = digits
+        if rng.random() < 0.6 and len(digits) < longest:
+            point = int(rng.integers(0, len(digits) + 1))
+            cell = digits[:point] + "." + digits[point:]
+        if rng.random() < 0.3 and len(cell) < longest:
+            cell = "-" + cell
+        cells.append(cell)
+    return cells
+
+
+@pytest.mark.parametrize("longest", [1, 3, 6, 9])
+def test_large_bodies_of_decimals_read_exactly_as_float_reads_each_cell(longest):
+    rng = np.random.default_rng(longest)
+    for _ in range(12):
+        rows, width = int(rng.integers(1100, 1500)), int(rng.integers(1, 8))
+        cells = decimal_cells(rows * width, rng, longest)
+        lines = [",".join(cells[r * width:(r + 1) * width]) for r in range(rows)]
+        body = ("\n".join(lines) + ("\n" if rng.random() < 0.5 else "")).encode()
+        assert len(body) > SMALL_CSV_BYTES
+        expected = np.array([[float(c) for c in line.split(",")] for line in lines])
+        decoded = decode_csv(body)
+        assert decoded.dtype == np.float64
+        # bit for bit: the same floats, and the same sign of zero
+        assert decoded.shape == expected.shape and np.array_equal(decoded.view(np.int64), expected.view(np.int64))
+
+
+@pytest.mark.parametrize(("cell", "message"), [
+    ("1.2.3", "row 2, column 2"),
+    ("--1", "row 2, column 2"),
+    ("1-2", "row 2, column 2"),
+    ("-", "row 2, column 2"),
+    (".", "row 2, column 2"),
+])
+def test_a_malformed_decimal_in_a_large_body_is_a_400_naming_its_cell(cell, message):
+    body = b"1.5,2\n" + f"3,{cell}\n".encode() + b"4.25,5\n" * 600
+    assert message in conform_message(body)
+
+
+@pytest.mark.parametrize(("body", "expected_first_rows"), [
+    (b"1,2\n\n3,4\n" * 400, [[1, 2], [3, 4]]),  # blank lines are skipped
+    (b"1,2\r\n3,4\r\n" * 400, [[1, 2], [3, 4]]),  # CRLF
+    (b"1e2,2\n3,4\n" * 400, [[100, 2], [3, 4]]),  # an exponent
+    (b"1234567.5,2\n3,4\n" * 400, [[1234567.5, 2], [3, 4]]),  # longer than the vectorised reader takes
+    (b"0.1234567890123456789,2\n3,4\n" * 300, [[0.1234567890123456789, 2], [3, 4]]),  # more digits than a float holds
+])
+def test_large_bodies_the_vectorised_reader_declines_are_read_by_the_others(body, expected_first_rows):
+    assert len(body) > SMALL_CSV_BYTES
+    assert decode_csv(body)[:2].tolist() == expected_first_rows
+
+
+def test_a_charset_that_does_not_write_digits_as_ascii_is_not_read_as_ascii():
+    body = ("1.5,2\n" * 500).encode("utf-16")
+    assert decode_csv(body, "utf-16")[:1].tolist() == [[1.5, 2.0]]
