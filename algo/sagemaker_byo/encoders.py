@@ -17,8 +17,13 @@ from .errors import NotAcceptable, quoted
 from .inference import Probabilities
 
 
+def _text(value) -> str:
+    """A label as text: text as it is (also a str subclass such as a str Enum), else str()."""
+    return value if isinstance(value, str) else str(value)
+
+
 def _cell(value) -> str:
-    text = str(value)
+    text = _text(value)
     if any(c in text for c in ',"\n\r'):
         return '"' + text.replace('"', '""') + '"'
     return text
@@ -39,7 +44,7 @@ def encode_csv(prediction) -> bytes:
         try:
             text = "\n".join(rows)  # labels are text already, as a rule
         except TypeError:
-            text = "\n".join(map(str, rows))
+            text = "\n".join(map(_text, rows))
         # Labels rarely need quoting: check the joined text once instead of every cell.
         if "," in text or '"' in text or "\r" in text or text.count("\n") != len(rows) - 1:
             text = "\n".join(map(_cell, rows))

@@ -13,7 +13,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-_MAX_OBJECTS = 100_000  # a bound on the walk through a model's attributes
+_MAX_OBJECTS = 100_000  # a bound on the containers and objects walked through
+_ATOMS = (str, bytes, int, float, complex, type(None))
 
 
 class _Answer:
@@ -50,7 +51,7 @@ def memoize_introspection(model: Any) -> int:
     found = 0
     while stack and len(seen) < _MAX_OBJECTS:
         obj = stack.pop()
-        if id(obj) in seen:
+        if isinstance(obj, _ATOMS) or id(obj) in seen:  # atoms: a vocabulary's words and counts
             continue
         seen.add(id(obj))
         if isinstance(obj, (list, tuple)):

@@ -172,7 +172,8 @@ def log_level(env: dict[str, str] | None = None) -> int:
 def server_environment(env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of gunicorn and its workers: this one, with the allocator defaults filled in."""
     env = os.environ if env is None else env
-    return {**ALLOCATOR_DEFAULTS, **env}
+    unset = {name: value for name, value in ALLOCATOR_DEFAULTS.items() if not env.get(name, "").strip()}
+    return {**env, **unset}
 
 
 def serving(env: dict[str, str] | None = None) -> Serving:

@@ -69,3 +69,46 @@ def test_encode_refuses_a_type_without_an_encoder(accept):
         encode(np.array([1]), accept)
     assert raised.value.status == 406
     assert "this model answers in text/csv, application/json, application/jsonlines" in raised.value.message
+
+
+@pytest.mark.parametrize(("prediction", "expected"), [
+    (np.array(["a", 1, "b"], dtype=object), b"a\n1\nb\n"),
+    (np.array([1, "b", 2.5, None, True], dtype=object), b"1\nb\n2.5\nNone\nTrue\n"),
+    (np.array([np.str_("a"), "b"], dtype=object), b"a\nb\n"),  # numpy's str is text too
+])
+def test_object_labels_of_any_type_are_written_as_their_str(prediction, expected):
+    assert encode_csv(prediction) == expected
+
+
+@pytest.mark.parametrize(("labels", "expected"), [
+    (["a,b", 1, 'say "hi"'], '"a,b"\n1\n"say ""hi"""\n'),
+    (["two\nlines", 3], '"two\nlines"\n3\n'),
+    ([7, "cr\rhere"], '7\n"cr\rhere"\n'),
+])
+def test_mixed_object_labels_with_csv_syntax_are_quoted_and_read_back(labels, expected):
+    body = encode_csv(np.array(labels, dtype=object)).decode()
+    assert body == expected
+    assert [row[0] for row in csv.reader(io.StringIO(body, newline=""))] == [str(label) for label in labels]
+
+
+@pytest.mark.parametrize(("prediction", "expected"), [
+    (np.array(["setosa", "virginica"], dtype="U"), "setosa\nvirginica\n"),
+    (np.array(["café", "日本", "ünïcode"]), "café\n日本\nünïcode\n"),
+    (np.array(["a,b", "c"]), '"a,b"\nc\n'),
+    (np.array(['say "hi"', "c"]), '"say ""hi"""\nc\n'),
+    (np.array(["two\nlines", "c"]), '"two\nlines"\nc\n'),
+])
+def test_numpy_unicode_labels_are_written_as_utf8_text(prediction, expected):
+    assert prediction.dtype.kind == "U"
+    assert encode_csv(prediction) == expected.encode("utf-8")
+
+
+def test_a_text_enum_label_is_written_as_its_text_alone_or_among_other_labels():
+    from enum import Enum
+
+    class Colour(str, Enum):  # noqa: UP042 - str() of this one is "Colour.RED", unlike StrEnum
+        RED = "red"
+
+    assert encode(np.array([Colour.RED, "blue"], dtype=object), "text/csv") == b"red\nblue\n"
+    assert encode(np.array([Colour.RED, 1], dtype=object), "text/csv") == b"red\n1\n"
+    assert encode(np.array([Colour.RED, "a,b"], dtype=object), "text/csv") == b'red\n"a,b"\n'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,46 @@ def test_serving_settings_are_frozen():
 ])
 def test_log_level_accepts_names_and_numbers(raw, level):
     assert settings.log_level({"SAGEMAKER_CONTAINER_LOG_LEVEL": raw}) == level
+
+
+def test_server_environment_fills_in_the_allocator_defaults_when_absent():
+    assert settings.server_environment({}) == {
+        "MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
+        "MALLOC_TRIM_THRESHOLD_": str(64 * 1024 * 1024),
+    }
+    assert settings.server_environment({}) == settings.ALLOCATOR_DEFAULTS
+
+
+@pytest.mark.parametrize("name", ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"])
+def test_an_allocator_value_the_user_set_wins(name):
+    env = settings.server_environment({name: "0"})
+    assert env[name] == "0"
+    (other,) = set(settings.ALLOCATOR_DEFAULTS) - {name}
+    assert env[other] == settings.ALLOCATOR_DEFAULTS[other]
+
+
+def test_server_environment_passes_every_other_variable_through_unchanged():
+    given = {"PATH": "/usr/bin:/bin", "SAGEMAKER_BIND_TO_PORT": "9090", "MODEL_SERVER_WORKERS": "3",
+             "MALLOC_ARENA_MAX": "2", "EMPTY": ""}
+    env = settings.server_environment(given)
+    assert {name: env[name] for name in given} == given
+    assert set(env) == set(given) | set(settings.ALLOCATOR_DEFAULTS)
+    assert given == {"PATH": "/usr/bin:/bin", "SAGEMAKER_BIND_TO_PORT": "9090", "MODEL_SERVER_WORKERS": "3",
+                     "MALLOC_ARENA_MAX": "2", "EMPTY": ""}  # the mapping given is not changed
+
+
+def test_server_environment_reads_the_process_environment_when_not_given_one(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "0")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "9090")
+    env = settings.server_environment()
+    assert env["MALLOC_TRIM_THRESHOLD_"] == "0"
+    assert env["MALLOC_MMAP_THRESHOLD_"] == settings.ALLOCATOR_DEFAULTS["MALLOC_MMAP_THRESHOLD_"]
+    assert env["SAGEMAKER_BIND_TO_PORT"] == "9090"
+    assert "MALLOC_MMAP_THRESHOLD_" not in os.environ  # the server's own environment is left as it is
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_allocator_value_gets_the_default(blank):
+    env = settings.server_environment({"MALLOC_TRIM_THRESHOLD_": blank})
+    assert env["MALLOC_TRIM_THRESHOLD_"] == settings.ALLOCATOR_DEFAULTS["MALLOC_TRIM_THRESHOLD_"]
