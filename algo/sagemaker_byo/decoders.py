@@ -143,11 +143,15 @@ def _short_decimals(data: bytes) -> np.ndarray | None:
         return None  # a minus sign that does not open its number
     if points.max() > 1 or digits.min() < 1 or not np.array_equal(digits + points + minus, lengths):
         return None  # two points, no digit at all, or a byte that is none of these
-    has_point = points.astype(bool)
-    if has_point.any():
-        # number is left * 10**k + right where left * 10**(k - 1) + right was meant
-        number = np.where(has_point, (number - right_of_point) / 10 + right_of_point, number)
-        number /= _POWERS_OF_10[np.where(has_point, point_at - 1, 0)]
+    if point_at.any():
+        # number is left * 10**k + right where left * 10**(k - 1) + right was meant: every step
+        # is exact (whole numbers below 10**7), and the last division rounds once.
+        number -= right_of_point
+        np.divide(number, 10, out=number, where=points.astype(bool))
+        number += right_of_point
+        point_at -= 1  # digits after the point (and -1 where there is none)
+        np.maximum(point_at, 0, out=point_at)
+        number /= np.take(_POWERS_OF_10, point_at)
     if minus_signs:
         np.negative(number, out=number, where=minus)
     return number.reshape(-1, width)
