@@ -17,14 +17,19 @@ def serving() -> str:
     targets = data["targets"]
     ours, ceiling = targets["sagemaker-byo"], targets["flask-constant"]
     lines = ["| rows x connections | nginx `return 200` req/s | constant Flask req/s | sagemaker-byo req/s "
-             "| share of constant Flask | sagemaker-byo p50 / p99 ms |",
-             "|---|---|---|---|---|---|"]
+             "| share of constant Flask | sagemaker-byo p50 / p99 ms | gunicorn CPU per request, constant / ours |",
+             "|---|---|---|---|---|---|---|"]
+
+    def gunicorn_us(cell: dict) -> str:
+        return f"{cell['cpu_us_per_request']['gunicorn']:,} µs" if "cpu_us_per_request" in cell else "-"
+
     for key, cell in ours["cells"].items():
         rows, connections = key.split("x")
         lines.append(
             f"| {int(rows):,} x {connections} | {targets['nginx-return-200']['cells'][key]['rps']:,.0f} "
             f"| {ceiling['cells'][key]['rps']:,.0f} | {cell['rps']:,.0f} "
-            f"| {cell['rps'] / ceiling['cells'][key]['rps']:.0%} | {cell['p50_ms']:.2f} / {cell['p99_ms']:.2f} |")
+            f"| {cell['rps'] / ceiling['cells'][key]['rps']:.0%} | {cell['p50_ms']:.2f} / {cell['p99_ms']:.2f} "
+            f"| {gunicorn_us(ceiling['cells'][key])} / {gunicorn_us(cell)} |")
     lines.append("")
     lines.append(f"`serve` to the first 200 on `/ping`: {ours['startup_to_ping_s']:.2f} s (constant Flask "
                  f"{ceiling['startup_to_ping_s']:.2f} s); PSS of the whole server with 2 workers: "

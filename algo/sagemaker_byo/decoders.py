@@ -81,77 +81,73 @@ def _ascii_digits(charset: str) -> bool:
 
 def _short_decimals(data: bytes) -> np.ndarray | None:
     """Rows of short plain decimals ("5.1,-0.25,3") read with a few numpy passes per byte of the
-    longest number, or None for anything else (longer numbers, exponents, empty cells, ragged
-    rows, stray signs or points, any other byte), which the other readers take.
+    longest number, or None for anything else (other bytes, longer numbers, exponents, empty
+    cells, ragged rows, stray signs or points), which the other readers take.
 
     Each number's digits form an integer below 2**53, an exact float, so dividing it by its power
     of ten rounds once and correctly: the result is the float that float() or pandas reads."""
-    if not data.endswith(b"\n"):
-        data += b"\n"
-    a = np.frombuffer(data, np.uint8)
-    newline = a == 10
-    ends = np.flatnonzero(newline | (a == 44))  # each cell's closing comma or newline
-    row_ends = newline[ends]
+    if data.translate(None, _DECIMAL_BYTES):
+        return None
+    # A newline before the first cell, as every other cell has a comma or newline before it.
+    a = np.frombuffer(b"\n" + data + (b"" if data.endswith(b"\n") else b"\n"), np.uint8)
+    ends = np.flatnonzero(a[1:] <= 44) + 1  # each cell's closing comma (44) or newline (10)
+    row_ends = a[ends] == 10
     width = int(row_ends.argmax()) + 1
     cells = len(ends)
     if cells % width or np.count_nonzero(row_ends) != cells // width or not row_ends[width - 1::width].all():
         return None
-    lengths = np.empty_like(ends)
-    lengths[0] = ends[0]
-    np.subtract(ends[1:], ends[:-1], out=lengths[1:])
-    lengths[1:] -= 1
+    before = np.empty_like(ends)  # the comma or newline before each cell
+    before[0] = 0
+    before[1:] = ends[:-1]
+    lengths = ends - before - 1
     longest = int(lengths.max())
     if lengths.min() < 1 or longest > _SHORT_DECIMAL:
         return None
-    minus_signs = data.count(b"-")
-    # Right to left through every cell at once, k bytes before its end. The point counts as a 0
-    # digit here; the value to its right is kept, to take the point out below.
+    minus_signs = np.count_nonzero(a == 45)
+    # Right to left through every cell at once, k bytes before its end (or the separator before
+    # it, once past its first byte). A point counts as a 0 digit here; what it takes to remove
+    # it again is noted as it is passed.
     number = np.zeros(cells)
-    right_of_point = np.zeros(cells)
-    point_at = np.zeros(cells, np.intp)
-    points = np.zeros(cells, np.uint8)
-    digits = np.zeros(cells, np.uint8)
+    right_of_point = np.zeros(cells)  # the value of the digits after the point
+    tens = np.ones(cells)  # 10 where there is a point
+    scale = np.ones(cells)  # 10 ** digits after the point
+    points = np.zeros(cells, bool)
     minus = np.zeros(cells, bool)
+    position = np.empty_like(ends)
     char = np.empty(cells, np.uint8)
     digit = np.empty(cells, np.uint8)
-    inside = np.empty(cells, bool)
     flag = np.empty(cells, bool)
     term = np.empty(cells)
-    position = ends.copy()
     for k in range(1, longest + 1):
-        position -= 1
-        np.take(a, position, out=char, mode="clip")
-        np.greater_equal(lengths, k, out=inside)
+        np.subtract(ends, k, out=position)
+        np.maximum(position, before, out=position)
+        np.take(a, position, out=char)
         np.subtract(char, 48, out=digit)
         np.less_equal(digit, 9, out=flag)
-        flag &= inside
-        digits += flag
         np.multiply(digit, flag, out=digit)
         np.multiply(digit, _POWERS_OF_10[k - 1], out=term)
         number += term
         np.equal(char, 46, out=flag)
-        flag &= inside
         if flag.any():
-            points += flag
-            np.copyto(point_at, k, where=flag)
+            if (points & flag).any():
+                return None  # two points in a number
+            points |= flag
             np.copyto(right_of_point, number, where=flag)
+            np.copyto(tens, 10.0, where=flag)
+            np.copyto(scale, _POWERS_OF_10[k - 1], where=flag)
         if minus_signs:
             np.equal(char, 45, out=flag)
-            flag &= inside
             minus |= flag
-    if minus_signs and (np.count_nonzero(minus) != minus_signs or not np.array_equal(minus, a[ends - lengths] == 45)):
+    if minus_signs and (np.count_nonzero(minus) != minus_signs or not np.array_equal(minus, a[before + 1] == 45)):
         return None  # a minus sign that does not open its number
-    if points.max() > 1 or digits.min() < 1 or not np.array_equal(digits + points + minus, lengths):
-        return None  # two points, no digit at all, or a byte that is none of these
-    if point_at.any():
-        # number is left * 10**k + right where left * 10**(k - 1) + right was meant: every step
-        # is exact (whole numbers below 10**7), and the last division rounds once.
-        number -= right_of_point
-        np.divide(number, 10, out=number, where=points.astype(bool))
-        number += right_of_point
-        point_at -= 1  # digits after the point (and -1 where there is none)
-        np.maximum(point_at, 0, out=point_at)
-        number /= np.take(_POWERS_OF_10, point_at)
+    if (lengths - points - minus).min() < 1:
+        return None  # no digit at all
+    # number is left * 10**(k + 1) + right where left * 10**k + right was meant: every step is
+    # exact (whole numbers below 10**7), and the last division rounds once.
+    number -= right_of_point
+    number /= tens
+    number += right_of_point
+    number /= scale
     if minus_signs:
         np.negative(number, out=number, where=minus)
     return number.reshape(-1, width)
@@ -159,7 +155,7 @@ def _short_decimals(data: bytes) -> np.ndarray | None:
 
 def decode_csv(data: bytes, charset: str = "utf-8") -> np.ndarray:
     """Header-less CSV rows: a float64 array, or an object array where some cells are text."""
-    if len(data) > SMALL_CSV_BYTES and not data.translate(None, _DECIMAL_BYTES) and _ascii_digits(charset):
+    if len(data) > SMALL_CSV_BYTES and _ascii_digits(charset):
         array = _short_decimals(data)
         if array is not None:
             return array
