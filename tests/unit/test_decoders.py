@@ -2,9 +2,9 @@
 that names the row and column. Whether text or infinity is acceptable is the model schema's call
 (`inference.conform`), so those cases run decode and conform together.
 
-Bodies up to SMALL_CSV_BYTES take a pure-Python path; larger ones a vectorised reader when they
-hold only short plain decimals, and pandas' parser otherwise. Each case runs
-through both (`size`), and the two must agree.
+Bodies over VECTORISED_CSV_BYTES of short plain decimals take a vectorised reader; other bodies up
+to SMALL_CSV_BYTES a pure-Python path, larger ones pandas' parser. Each case runs through a small
+and a large body (`size`), and the two must agree.
 """
 
 from __future__ import annotations
