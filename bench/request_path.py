@@ -1,6 +1,7 @@
 """Where one request's time goes inside the app: the real Flask app of algo/predictor.py called
 in-process as WSGI (no nginx, no gunicorn), against a minimal Flask app returning a constant,
-for a 1-row and a 10,000-row CSV body, then a cProfile of the 1-row path.
+for a 1-row and a 10,000-row CSV body, then a cProfile of the 1-row path. It runs with the
+allocator settings the server gives its workers (settings.ALLOCATOR_DEFAULTS).
 
     python bench/request_path.py [--profile]
 """
@@ -38,6 +39,13 @@ def per_call_us(app, body: bytes, calls: int, rounds: int = 5) -> float:
 
 
 def main() -> int:
+    sys.path.insert(0, str(ALGO))
+    from sagemaker_byo import settings
+
+    server_env = settings.server_environment()
+    if any(os.environ.get(name) != server_env[name] for name in settings.ALLOCATOR_DEFAULTS):
+        # glibc reads its allocator settings at start: run again with the server's
+        os.execve(sys.executable, [sys.executable, *sys.argv], server_env)
     work = Path(tempfile.mkdtemp(prefix="bench-request-"))
     base = work / "ml"
     shutil.copytree(REPO / "local_test" / "test_dir", base, ignore=shutil.ignore_patterns(".gitkeep"))
@@ -45,7 +53,6 @@ def main() -> int:
            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     subprocess.run([str(ALGO / "train")], env=env, check=True, capture_output=True, timeout=300)
     os.environ.update(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_CONTAINER_LOG_LEVEL="WARNING")
-    sys.path.insert(0, str(ALGO))
     import sklearn
     from flask import Flask, Response, request
     from sklearn.datasets import load_iris
