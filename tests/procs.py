@@ -6,7 +6,7 @@ import re
 import socket
 from pathlib import Path
 
-from conftest import Server, wait_until
+from support import Server, wait_until
 
 
 def _stat_fields(pid: int) -> list[str] | None:

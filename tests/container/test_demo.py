@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from conftest import PAYLOAD, REPO, free_port, have_docker, require
+from support import PAYLOAD, REPO, free_port, have_docker, require
 
 
 def test_demo_with_docker_prints_a_prediction_for_every_payload_row():

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import PAYLOAD, REPO, copy_test_dir, free_port, require, wait_until
+from support import PAYLOAD, REPO, copy_test_dir, free_port, require, wait_until
 
 IMAGE = os.environ.get("TEST_IMAGE", "sagemaker-byo:test")
 

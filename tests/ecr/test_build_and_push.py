@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import PAYLOAD, REPO, free_port, require, wait_until
+from support import PAYLOAD, REPO, free_port, require, wait_until
 
 IMAGE = os.environ.get("TEST_IMAGE", "sagemaker-byo:test")
 AWS_VENV = Path(os.environ.get("AWS_VENV", REPO / ".venv-aws"))

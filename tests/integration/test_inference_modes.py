@@ -22,7 +22,7 @@ import pytest
 import requests
 from sklearn.tree import DecisionTreeClassifier
 
-from conftest import TEST_DIR, Server, copy_test_dir, have_nginx, require, wait_until
+from support import TEST_DIR, Server, copy_test_dir, have_nginx, require, wait_until
 
 MB = 1024 * 1024
 ROW = b"5.1,3.5,1.4,0.2\n"  # 16 bytes: bodies of an exact size are whole rows

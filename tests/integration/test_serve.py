@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import PAYLOAD, Server, copy_test_dir, have_nginx, require, wait_until
 from procs import alive, child_pid, descendants, gunicorn_workers, refuses_connections, worker_pids
+from support import PAYLOAD, Server, copy_test_dir, have_nginx, require, wait_until
 
 HERE = Path(__file__).resolve().parent
 # serve unpickles the slow model as `slow_model.SlowClassifier` (PYTHONPATH=HERE), so pickle it

@@ -24,7 +24,7 @@ import joblib
 import numpy as np
 import pytest
 
-from conftest import ALGO, TEST_DIR, copy_test_dir, host_env, run_train, wait_until
+from support import ALGO, TEST_DIR, copy_test_dir, host_env, run_train, wait_until
 
 TRAIN_METRIC = re.compile(r"train:accuracy=([0-9\.]+);")
 VALIDATION_METRIC = re.compile(r"validation:accuracy=([0-9\.]+);")

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ALGO, copy_test_dir, host_env, run_train, wait_until
+from support import ALGO, copy_test_dir, host_env, run_train, wait_until
 
 Arrange = Callable[[Path], None]
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import REPO, Server, copy_test_dir, have_nginx, require
+from support import REPO, Server, copy_test_dir, have_nginx, require
 
 # Hypothesis caches Unicode tables in ./.hypothesis unless told otherwise: keep the work tree clean.
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/sagemaker-byo-hypothesis")

@@ -19,8 +19,8 @@ import joblib
 import pytest
 import requests
 
-from conftest import PAYLOAD, REPO, Server, copy_test_dir, wait_until
 from procs import alive, child_pid, descendants, gunicorn_workers, refuses_connections, worker_boots, worker_pids
+from support import PAYLOAD, REPO, Server, copy_test_dir, wait_until
 
 INTEGRATION = REPO / "tests" / "integration"
 sys.path.insert(0, str(INTEGRATION))  # serve unpickles the slow model as `slow_model.SlowClassifier`

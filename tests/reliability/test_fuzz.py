@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import PAYLOAD, REPO, Server, have_nginx, require
 from procs import gunicorn_workers, worker_boots, worker_pids
+from support import PAYLOAD, REPO, Server, have_nginx, require
 
 # Hypothesis caches Unicode tables in ./.hypothesis unless told otherwise: keep the work tree clean.
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/sagemaker-byo-hypothesis")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, require
+from support import REPO, require
 
 SHELL_SCRIPTS = sorted([REPO / "build_and_push.sh", *(REPO / "local_test").glob("*.sh"), REPO / ".ci" / "run"])
 # DL3008 asks for apt versions pinned: Debian replaces a stable release's package versions with

@@ -21,7 +21,7 @@ import joblib
 import numpy as np
 import pytest
 
-from conftest import REPO, TEST_DIR, free_port, require
+from support import REPO, TEST_DIR, free_port, require
 
 IMAGE = os.environ.get("TEST_IMAGE", "sagemaker-byo:test")
 AWS_VENV = Path(os.environ.get("AWS_VENV", REPO / ".venv-aws"))

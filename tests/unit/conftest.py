@@ -18,10 +18,10 @@ from sklearn.tree import DecisionTreeClassifier
 
 from sagemaker_byo import decoders, encoders, settings
 from sagemaker_byo.server import Hooks, create_app
+from support import IRIS_FEATURES
 
 REPO = Path(__file__).resolve().parents[2]
 IRIS = REPO / "local_test" / "test_dir" / "input" / "data" / "training" / "iris.csv"
-IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
-from conftest import IRIS_FEATURES
 from sagemaker_byo.decoders import DECODERS, decode
 from sagemaker_byo.encoders import encode
 from sagemaker_byo.errors import BadRequest
@@ -33,6 +32,7 @@ from sagemaker_byo.inference import (
     probabilities,
     requested_output,
 )
+from support import IRIS_FEATURES
 
 CLASSES = ("setosa", "versicolor", "virginica")
 SETOSA, VIRGINICA = [5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]

@@ -1,0 +1,151 @@
+"""What the tests share besides fixtures: the repository's paths, the real `algo/train` and
+`algo/serve` as subprocesses, and `require`, which skips a tier that cannot run here or fails it
+where every tier must run (REQUIRE_ALL_TIERS=1, as CI sets).
+
+Tests import these from `support`; the fixtures live in conftest.py (a module name pytest gives
+every conftest.py, so nothing should be imported from there).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+ALGO = REPO / "algo"
+TEST_DIR = REPO / "local_test" / "test_dir"
+PAYLOAD = REPO / "local_test" / "payload.csv"
+IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+
+sys.path.insert(0, str(ALGO))  # unit tests import the plumbing package and predictor directly
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip a test whose tier cannot run here, or fail it where every tier must run (CI)."""
+    if condition:
+        return
+    if os.environ.get("REQUIRE_ALL_TIERS") == "1":
+        pytest.fail(f"{what} (REQUIRE_ALL_TIERS=1: this tier must run here)")
+    pytest.skip(what)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condition"):
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def copy_test_dir(destination: Path) -> Path:
+    """A fresh /opt/ml with the bundled iris job (config files and channels, no model)."""
+    shutil.copytree(TEST_DIR, destination, ignore=shutil.ignore_patterns(".gitkeep"))
+    for sub in ("model", "output"):
+        for child in (destination / sub).iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    return destination
+
+
+def host_env(base_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "MODEL_SERVER_"))}
+    env["SAGEMAKER_BASE_DIR"] = str(base_dir)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # python3 is this venv's
+    env.update(extra)
+    return env
+
+
+def run_train(base_dir: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(ALGO / "train")], env=host_env(base_dir, **env), capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+@dataclass
+class Server:
+    """The real `algo/serve` (nginx and gunicorn) on a free loopback port."""
+
+    base_dir: Path
+    nginx: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait_ready: bool = True) -> Server:
+        self.log_path = self.base_dir.parent / f"serve-{self.port}.log"
+        env = host_env(self.base_dir, SAGEMAKER_BIND_TO_PORT=str(self.port),
+                       MODEL_SERVER_WORKERS=self.env.pop("MODEL_SERVER_WORKERS", "2"), **self.env)
+        command = [str(ALGO / "serve")] + ([] if self.nginx else ["--no-nginx"])
+        # Append mode: nginx opens /dev/stdout again, so every writer must append, not overwrite.
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if wait_ready:
+            self.wait_for_ping(200)
+        return self
+
+    def ping_status(self) -> int | None:
+        try:
+            return requests.get(f"{self.url}/ping", timeout=2).status_code
+        except requests.ConnectionError:
+            return None
+
+    def wait_for_ping(self, status: int, timeout: float = 30) -> None:
+        def check():
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve exited with {self.process.returncode}:\n{self.log()}")
+            return self.ping_status() == status
+        wait_until(check, timeout, what=f"/ping to answer {status}")
+
+    def invoke(self, body, content_type: str = "text/csv", **headers) -> requests.Response:
+        headers = {"Content-Type": content_type, **headers}
+        return requests.post(f"{self.url}/invocations", data=body, headers=headers, timeout=90)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode if self.process else 0
+
+
+def have_nginx() -> bool:
+    return shutil.which("nginx") is not None
+
+
+def have_docker() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
