@@ -1,15 +1,18 @@
 """Where one request's time goes inside the app: the real Flask app of algo/predictor.py called
 in-process as WSGI (no nginx, no gunicorn), against a minimal Flask app returning a constant,
-for a 1-row and a 10,000-row CSV body, then a cProfile of the 1-row path. It runs with the
-allocator settings the server gives its workers (settings.ALLOCATOR_DEFAULTS).
+for a 1-row and a 10,000-row CSV body (CPU time and minor page faults per request), then the
+parts of the path on their own (--stages) and a cProfile of the 1-row path (--profile). It runs
+with the allocator settings the server gives its workers (settings.ALLOCATOR_DEFAULTS), or with
+glibc's own (--glibc-defaults).
 
-    python bench/request_path.py [--profile]
+    python bench/request_path.py [--stages] [--profile] [--glibc-defaults]
 """
 
 from __future__ import annotations
 
 import io
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -27,15 +30,46 @@ def environ(body: bytes) -> dict:
             "wsgi.input": io.BytesIO(body), "SERVER_PROTOCOL": "HTTP/1.0", "wsgi.errors": sys.stderr}
 
 
-def per_call_us(app, body: bytes, calls: int, rounds: int = 5) -> float:
-    """Best of `rounds` rounds of `calls` requests, in microseconds per request."""
-    best = float("inf")
+def per_call(call, calls: int, rounds: int = 5) -> tuple[float, float]:
+    """Best of `rounds` rounds of `calls` calls: CPU microseconds and minor page faults per call."""
+    best_us, faults = float("inf"), 0.0
     for _ in range(rounds):
-        started = time.perf_counter()
+        before, started = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
         for _ in range(calls):
-            b"".join(app(environ(body), lambda *args: None))
-        best = min(best, (time.perf_counter() - started) / calls * 1e6)
-    return best
+            call()
+        us = (time.process_time() - started) / calls * 1e6
+        if us < best_us:
+            best_us = us
+            faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+    return best_us, faults
+
+
+def wsgi_call(app, body: bytes):
+    return lambda: b"".join(app(environ(body), lambda *args: None))
+
+
+def stages(model, plain, body: bytes) -> None:
+    """The parts of a 10,000-row request, and a 1-row predict of the served (memoized) model and of
+    the same model as joblib loads it (`plain`)."""
+    import numpy as np
+    import pandas as pd
+
+    from sagemaker_byo import decoders, encoders
+
+    parts = {
+        "read CSV, vectorised reader": lambda: decoders._short_decimals(body),
+        "read CSV, pandas.read_csv": lambda: pd.read_csv(io.BytesIO(body), header=None, dtype=np.float64),
+    }
+    rows = decoders.decode_csv(body)
+    labels = model.predict(rows)
+    parts["predict"] = lambda: model.predict(rows)
+    parts["write labels, join"] = lambda: encoders.encode_csv(labels)
+    parts["write labels, str() each"] = lambda: ("\n".join(map(str, labels.tolist())) + "\n").encode()
+    for name, call in parts.items():
+        print(f"  10000 rows, {name:28} {per_call(call, 20)[0]:8.1f} us")
+    one = rows[:1]
+    for name, fitted in (("as loaded", plain), ("memoized", model)):
+        print(f"      1 row,  predict, {name:19} {per_call(lambda m=fitted: m.predict(one), 3000)[0]:8.1f} us")
 
 
 def main() -> int:
@@ -43,7 +77,8 @@ def main() -> int:
     from sagemaker_byo import settings
 
     server_env = settings.server_environment()
-    if any(os.environ.get(name) != server_env[name] for name in settings.ALLOCATOR_DEFAULTS):
+    if "--glibc-defaults" not in sys.argv and any(
+            os.environ.get(name) != server_env[name] for name in settings.ALLOCATOR_DEFAULTS):
         # glibc reads its allocator settings at start: run again with the server's
         os.execve(sys.executable, [sys.executable, *sys.argv], server_env)
     work = Path(tempfile.mkdtemp(prefix="bench-request-"))
@@ -70,8 +105,14 @@ def main() -> int:
     data = load_iris().data
     for rows, calls in ((1, 3000), (10_000, 50)):
         body = ("\n".join(",".join(f"{v:g}" for v in data[i % 150]) for i in range(rows)) + "\n").encode()
-        ours, ceiling = per_call_us(app, body, calls), per_call_us(constant, body, calls)
-        print(f"{rows:>6} rows: sagemaker-byo {ours:8.1f} us, constant Flask {ceiling:8.1f} us per request")
+        ours, ours_faults = per_call(wsgi_call(app, body), calls)
+        ceiling, _ = per_call(wsgi_call(constant, body), calls)
+        print(f"{rows:>6} rows: sagemaker-byo {ours:8.1f} us ({ours_faults:.0f} page faults), "
+              f"constant Flask {ceiling:8.1f} us per request")
+    if "--stages" in sys.argv:
+        from predictor import model_fn
+
+        stages(app.extensions["sagemaker_model"].model, model_fn(str(base / "model")), body)
     if "--profile" in sys.argv:
         import cProfile
         import pstats

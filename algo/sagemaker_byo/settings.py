@@ -34,9 +34,10 @@ SHUTDOWN_GRACE = 25  # seconds to finish in-flight requests after SIGTERM; SageM
 WORKER_TIMEOUT_MARGIN = 5  # gunicorn replaces a stuck worker this long after nginx gave up on it
 
 # glibc's allocator, for the model server's processes, unless the environment sets them. By
-# default it gives every freed block over 128 KB back to the kernel, so each large request
-# faults the pages of its arrays in afresh (about 1,300 page faults and milliseconds of CPU for a
-# 10,000-row CSV here). Freed memory below these sizes stays in the worker for the next request.
+# default it gives freed blocks over 128 KB (a threshold that only slides up later) back to the
+# kernel, so a large request faults the pages of its arrays in afresh: about 500 page faults and
+# 1.6 ms of CPU for a 10,000-row CSV in a fresh process (bench/request_path.py --glibc-defaults).
+# Freed memory below these sizes stays in the worker for the next request.
 ALLOCATOR_DEFAULTS = {
     "MALLOC_MMAP_THRESHOLD_": str(32 * MB),  # blocks above this still come from, and go back to, the kernel
     "MALLOC_TRIM_THRESHOLD_": str(64 * MB),  # free memory a worker keeps at most
