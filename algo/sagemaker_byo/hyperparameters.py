@@ -65,6 +65,11 @@ class Param:
     choices: tuple[Any, ...] = ()
     nullable: bool = False
     help: str = ""
+    # The tasks the parameter applies to ("classification", "regression"); empty: every task.
+    tasks: tuple[str, ...] = ()
+
+    def applies_to(self, task: str) -> bool:
+        return not self.tasks or task in self.tasks
 
     def describe(self) -> str:
         if self.choices:
