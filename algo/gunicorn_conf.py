@@ -6,7 +6,6 @@ Run `python gunicorn_conf.py` to print the effective settings as JSON.
 
 import gc
 import json
-import sys
 
 from sagemaker_byo import settings
 
@@ -26,15 +25,6 @@ loglevel = {10: "debug", 20: "info", 30: "warning", 40: "error"}.get(_serving.lo
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
-
-
-def post_worker_init(worker):
-    # conform() (sagemaker_byo.inference) checks every request for infinite values, and for
-    # missing ones where the model cannot take them, so the workers skip scikit-learn's own check:
-    # it costs a third of a small model's predict. (Only where the model brought scikit-learn in.)
-    sklearn = sys.modules.get("sklearn")
-    if sklearn is not None:
-        sklearn.set_config(assume_finite=True)
 
 
 def pre_fork(server, worker):

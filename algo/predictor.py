@@ -4,10 +4,17 @@ Edit the four hooks to change how the model is loaded, how a request becomes mod
 predictions are made and how they are written back. The Flask app built from them at the bottom
 serves /ping and /invocations; the SageMaker plumbing lives in sagemaker_byo.
 
-    model_fn(model_dir)               -> the model, loaded once when the server starts
-    input_fn(input_data, content_type) -> model input (the request body is bytes)
-    predict_fn(data, model)           -> predictions
-    output_fn(prediction, accept)     -> the response body, in the negotiated `accept` type
+    model_fn(model_dir)                            -> the model, loaded once when the server starts
+    input_fn(input_data, content_type, invocation) -> model input (the request body is bytes)
+    predict_fn(data, model, invocation)            -> predictions, one per row
+    output_fn(prediction, accept, invocation)      -> the response body, in the negotiated `accept` type
+
+`invocation` (sagemaker_byo.inference.Invocation) carries the request's options: `accept`,
+`custom_attributes`, `wants_probabilities`, and `contract`, what the model takes (measured by
+calling it). Raise `BadRequest(message)` from any hook to answer 400 with that message; a
+ValueError raised while decoding (input_fn) or predicting is a 400 too; anything else is a 500
+whose traceback goes to the log. The server counts: every row input_fn gives must get exactly one
+answer from predict_fn and output_fn, in order, or the request is a 500 naming the hook.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import os
 import joblib
 
 from sagemaker_byo import decoders, encoders, inference
+from sagemaker_byo.errors import BadRequest  # noqa: F401 - for hooks that refuse input
+from sagemaker_byo.inference import Invocation
 from sagemaker_byo.server import Hooks, create_app
 
 MODEL_FILE = "model.joblib"  # as written by algo/train
@@ -33,19 +42,21 @@ def model_fn(model_dir: str):
                            f"algo/train wrote, with the library versions in model.json?") from error
 
 
-def input_fn(input_data: bytes, content_type: str):
-    return decoders.decode(input_data, content_type)
+def input_fn(input_data: bytes, content_type: str, invocation: Invocation):
+    # Decode (CSV, JSON, JSON Lines, .npy), then hold the rows to what the model takes.
+    rows = decoders.decode(input_data, content_type, invocation.contract.n_features)
+    return invocation.conform(rows)
 
 
-def predict_fn(data, model):
+def predict_fn(data, model, invocation: Invocation):
     # Class probabilities when the request asks for them (custom attribute output=probabilities,
     # or SAGEMAKER_INFERENCE_OUTPUT=probabilities for batch transform).
-    if inference.wants_probabilities():
+    if invocation.wants_probabilities:
         return inference.probabilities(model, data)
     return model.predict(data)
 
 
-def output_fn(prediction, accept: str) -> bytes:
+def output_fn(prediction, accept: str, invocation: Invocation) -> bytes:
     return encoders.encode(prediction, accept)
 
 

@@ -288,7 +288,8 @@ def measure_loaded(model: Any, names: list[str] | None = None, text: list[str] |
 
 def _where(row: int, position: int, contract: InputContract) -> str:
     name = contract.columns[position].name
-    return f"row {row + 1}, column {position + 1} ({name})"
+    named = "" if name == f"column_{position + 2}" else f" ({name})"  # headerless names say nothing more
+    return f"row {row + 1}, column {position + 1}{named}"
 
 
 def _numbers(values: pd.Series) -> tuple[pd.Series, int | None]:

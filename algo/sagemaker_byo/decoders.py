@@ -3,8 +3,13 @@
 Every decoder returns a 2-D array (rows x features: float64, or object where some cells are text),
 or a DataFrame when the body names its features, and raises `BadRequest` with a short message
 naming the row and column for anything malformed. Empty cells and JSON nulls are missing values
-(NaN). Whether text is a category or a mistake, and whether values are finite, is for the
-model's schema to say (`inference.conform`).
+(NaN). Every line of a CSV or JSON Lines body is a row, in order: a blank line, or a line of
+empty cells, is a row of missing values, never dropped; only a final newline makes no row.
+Whether text is a category or a mistake, and whether a missing or infinite value is allowed, is
+for the model's contract to say (`contract.conform`).
+
+`n_features`, the model's feature count where known, settles one ambiguity: a flat JSON list
+`["a", "b"]` is one row, except for a model of one feature, where it is a row per item.
 """
 
 from __future__ import annotations
@@ -45,20 +50,38 @@ def _text(data: bytes, charset: str) -> str:
         raise BadRequest(f"the body is not valid {charset} text (byte {error.start})") from None
 
 
+def _lines(text: str) -> list[str]:
+    """The lines of a body: split at \\n (a \\r before it dropped); a final newline makes no line."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def _csv_rows_slowly(text: str) -> np.ndarray:
     """Row by row: numbers as floats, empty cells as NaN, anything else kept as text (a category,
-    or a mistake the model's schema will name); ragged rows are refused here."""
-    reader = csv.reader(io.StringIO(text, newline="")) if '"' in text else (
-        line.split(",") for line in text.splitlines())
-    rows = [row for row in reader if any(cell.strip() for cell in row)]
+    or a mistake the model's contract will name); a blank line is a row of missing values;
+    ragged rows are refused here."""
+    if '"' in text:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    else:
+        rows = [line.split(",") for line in _lines(text)]
+    blank = [not any(cell.strip() for cell in row) and len(row) <= 1 for row in rows]
+    widths = [len(row) for row, empty in zip(rows, blank, strict=True) if not empty]
     if not rows:
         raise BadRequest("the body holds no CSV rows")
-    width = len(rows[0])
+    if not widths:
+        raise BadRequest(f"the body holds only blank lines ({len(rows)}); send rows of values")
+    width = widths[0]
     out = np.empty((len(rows), width), dtype=object)
     numeric = True
     for i, row in enumerate(rows):
+        if blank[i]:
+            out[i, :] = np.nan
+            continue
         if len(row) != width:
-            raise BadRequest(f"CSV row {i + 1} has {len(row)} values but row 1 has {width}")
+            first = blank.index(False) + 1
+            raise BadRequest(f"CSV row {i + 1} has {len(row)} values but row {first} has {width}")
         for j, cell in enumerate(row):
             cell = cell.strip()
             if not cell:
@@ -155,7 +178,7 @@ def _short_decimals(data: bytes) -> np.ndarray | None:
     return number.reshape(-1, width)
 
 
-def decode_csv(data: bytes, charset: str = "utf-8") -> np.ndarray:
+def decode_csv(data: bytes, charset: str = "utf-8", n_features: int | None = None) -> np.ndarray:
     """Header-less CSV rows: a float64 array, or an object array where some cells are text."""
     if len(data) > VECTORISED_CSV_BYTES and _ascii_digits(charset):
         array = _short_decimals(data)
@@ -168,7 +191,7 @@ def decode_csv(data: bytes, charset: str = "utf-8") -> np.ndarray:
         return _csv_rows_slowly(_text(data, charset))
     if len(data) <= SMALL_CSV_BYTES:
         text = _text(data, charset)
-        rows = [line.split(",") for line in text.splitlines() if line and not line.isspace()]
+        rows = [line.split(",") for line in _lines(text)]
         if not rows:
             raise BadRequest("the body holds no CSV rows")
         try:
@@ -181,15 +204,20 @@ def decode_csv(data: bytes, charset: str = "utf-8") -> np.ndarray:
     try:
         frame = pd.read_csv(
             io.BytesIO(data), header=None, dtype=np.float64, encoding=charset,
-            skip_blank_lines=True, engine="c", na_filter=True, keep_default_na=False, na_values=[""],
+            skip_blank_lines=False, engine="c", na_filter=True, keep_default_na=False, na_values=[""],
         )
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError, LookupError, pd.errors.EmptyDataError):
         return _csv_rows_slowly(_text(data, charset))
     array = frame.to_numpy()
-    # pandas pads a short row with NaN; the comma count shows whether any row was short.
-    if data.count(b",") != (array.shape[1] - 1) * array.shape[0]:
+    # pandas pads a short row (or a blank line) with NaN; the comma count shows whether any row was
+    # short, and the line count that every line is a row.
+    if data.count(b",") != (array.shape[1] - 1) * array.shape[0] or len(array) != _line_count(data):
         return _csv_rows_slowly(_text(data, charset))
     return array
+
+
+def _line_count(data: bytes) -> int:
+    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
 
 
 def _rows_to_array(rows: list, what: str, may_hold_booleans: bool = True) -> np.ndarray:
@@ -267,7 +295,7 @@ def _row(item):
     return item
 
 
-def _json_value_to_input(value, what: str, booleans: bool) -> np.ndarray | pd.DataFrame:
+def _json_value_to_input(value, what: str, booleans: bool, n_features: int | None) -> np.ndarray | pd.DataFrame:
     if isinstance(value, dict):
         if "columns" in value and "data" in value:  # pandas' split orientation
             columns, data = value["columns"], value["data"]
@@ -279,7 +307,7 @@ def _json_value_to_input(value, what: str, booleans: bool) -> np.ndarray | pd.Da
             return pd.DataFrame(array, columns=columns)
         for key in ("instances", "inputs"):
             if key in value:
-                return _json_value_to_input(value[key], f"{what} '{key}'", booleans)
+                return _json_value_to_input(value[key], f"{what} '{key}'", booleans, n_features)
         if "features" in value:
             return _rows_to_array([value["features"]], what, booleans)
         raise BadRequest(
@@ -292,7 +320,8 @@ def _json_value_to_input(value, what: str, booleans: bool) -> np.ndarray | pd.Da
             return _records_to_frame(value, what)
         rows = [_row(item) for item in value]
         if not any(isinstance(r, (list, dict)) for r in rows):
-            rows = [rows]  # a single row: [5.1, 3.5, 1.4, 0.2]
+            # a flat list is one row, [5.1, 3.5, 1.4, 0.2]; for a model of one feature, a row per item
+            rows = [[r] for r in rows] if n_features == 1 else [rows]
         return _rows_to_array(rows, what, booleans)
     raise BadRequest(f"{what} is {_kind(value)}; send a list of rows or an object with 'instances'")
 
@@ -306,31 +335,41 @@ def _parse_json(text: str, what: str):
         raise BadRequest(f"{what} is not valid JSON: {error}") from None
 
 
-def decode_json(data: bytes, charset: str = "utf-8") -> np.ndarray | pd.DataFrame:
+def decode_json(data: bytes, charset: str = "utf-8", n_features: int | None = None) -> np.ndarray | pd.DataFrame:
     """A list of rows, {"instances": [...]}, {"inputs": [...]}, pandas' split orientation
     {"columns": [...], "data": [[...]]}, or a list of records [{"name": value, ...}]."""
     value = _parse_json(_text(data, charset), "the JSON body")
-    return _json_value_to_input(value, "the JSON body", _JSON_BOOLEANS.search(data) is not None)
+    return _json_value_to_input(value, "the JSON body", _JSON_BOOLEANS.search(data) is not None, n_features)
 
 
-def decode_jsonlines(data: bytes, charset: str = "utf-8") -> np.ndarray | pd.DataFrame:
-    """One row per line: a list of numbers, {"features": [...]}, or a record of feature names."""
+def decode_jsonlines(data: bytes, charset: str = "utf-8", n_features: int | None = None,
+                     ) -> np.ndarray | pd.DataFrame:
+    """One row per line: a list of values, {"features": [...]}, a record of feature names, or a
+    single value; a blank line is a row of missing values."""
     items = [
-        _parse_json(line, f"JSON line {number}")
-        for number, line in enumerate(_text(data, charset).splitlines(), start=1)
-        if line.strip()
+        _parse_json(line, f"JSON line {number}") if line.strip() else _BLANK
+        for number, line in enumerate(_lines(_text(data, charset)), start=1)
     ]
-    if not items:
-        raise BadRequest("the body holds no JSON lines")
-    if all(isinstance(item, dict) and "features" not in item for item in items):
-        return _records_to_frame(items, "the JSON lines")
-    return _rows_to_array([_row(item) for item in items], "the JSON lines", _JSON_BOOLEANS.search(data) is not None)
+    present = [item for item in items if item is not _BLANK]
+    if not present:
+        raise BadRequest("the body holds no JSON lines" if not items else
+                         f"the body holds only blank lines ({len(items)}); send a row per line")
+    if all(isinstance(item, dict) and "features" not in item for item in present):
+        return _records_to_frame([{} if item is _BLANK else item for item in items], "the JSON lines")
+    rows = [_row(item) for item in present]
+    width = len(rows[0]) if isinstance(rows[0], list) else 1
+    rows = [[None] * width if item is _BLANK else _row(item) for item in items]
+    rows = [row if isinstance(row, (list, dict)) else [row] for row in rows]  # a single value is a row of one
+    return _rows_to_array(rows, "the JSON lines", _JSON_BOOLEANS.search(data) is not None)
+
+
+_BLANK = object()  # a blank line of JSON Lines
 
 
 _NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-def decode_npy(data: bytes, charset: str = "utf-8") -> np.ndarray:
+def decode_npy(data: bytes, charset: str = "utf-8", n_features: int | None = None) -> np.ndarray:
     """A NumPy .npy array of numbers, 1-D (one row) or 2-D. Read as .npy only: never unpickled,
     never an .npz archive, and its header is checked against the body before anything is allocated."""
     stream = io.BytesIO(data)
@@ -360,7 +399,8 @@ def decode_npy(data: bytes, charset: str = "utf-8") -> np.ndarray:
     return array.astype(np.float64)
 
 
-DECODERS: dict[str, Callable[[bytes, str], np.ndarray | pd.DataFrame]] = {
+# Each takes the body, its charset and the model's feature count (None where unknown).
+DECODERS: dict[str, Callable[[bytes, str, int | None], np.ndarray | pd.DataFrame]] = {
     "text/csv": decode_csv,
     "application/json": decode_json,
     "application/jsonlines": decode_jsonlines,
@@ -369,12 +409,12 @@ DECODERS: dict[str, Callable[[bytes, str], np.ndarray | pd.DataFrame]] = {
 }
 
 
-def decode(data: bytes, content_type: str | None) -> np.ndarray | pd.DataFrame:
-    """The body as model input, by its Content-Type (missing means text/csv)."""
+def decode(data: bytes, content_type: str | None, n_features: int | None = None) -> np.ndarray | pd.DataFrame:
+    """The body as rows, by its Content-Type (missing means text/csv)."""
     media_type, params = media.parse(content_type or "text/csv")
     decoder = DECODERS.get(media_type)
     if decoder is None:
         raise UnsupportedMediaType(
             f"Content-Type {quoted(media_type)} is not supported; send one of {', '.join(DECODERS)}"
         )
-    return decoder(data, params.get("charset", "utf-8"))
+    return decoder(data, params.get("charset", "utf-8"), n_features)

@@ -3,7 +3,8 @@
 Training: a `UserError` is something the user fixes (a bad hyperparameter, an empty channel);
 anything else is an `AlgorithmError`, a bug in the container. The failure file says which.
 
-Serving: an `HTTPError` carries its status; one handler renders it as a short message.
+Serving: an `HTTPError` carries its status; one handler renders it as a short message. An
+inference hook raises `BadRequest` (400) for input it refuses; its message is the answer.
 """
 
 from __future__ import annotations
@@ -53,3 +54,9 @@ class UnsupportedMediaType(HTTPError):
 
 class ModelNotReady(HTTPError):
     status = 503
+
+
+class HookError(HTTPError):
+    """An inference hook broke the server's rules (answers that do not line up with the rows)."""
+
+    status = 500
