@@ -321,8 +321,7 @@ def _check_array(numbers: np.ndarray, contract: InputContract, positions: list[i
 def _ordered(data: pd.DataFrame, contract: InputContract) -> pd.DataFrame:
     names = contract.names
     columns = [str(c) for c in data.columns]
-    headerless = all(n.startswith("column_") for n in names)  # trained on CSV without a header
-    if headerless and not set(columns) & set(names):
+    if names is None:
         raise BadRequest("this model was trained without feature names; send rows as lists of values "
                          "instead of named columns or records")
     missing = [n for n in names if n not in columns]

@@ -133,7 +133,7 @@ BAD_BODIES = {
     "infinite": (b"1e999,3.5,1.4,0.2\n", "infinite"),
     "not_utf8": (b"\xff\xfe5.1,3.5,1.4,0.2\n", "not valid utf-8"),
     "empty": (b"", "empty"),
-    "blank_lines": (b"\n\n", "no CSV rows"),
+    "blank_lines": (b"\n\n", "only blank lines"),
 }
 
 
