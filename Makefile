@@ -6,13 +6,21 @@ PY := $(VENV)/bin/python
 
 AWS_VENV := .venv-aws
 
-.PHONY: demo test venv venv-aws image lint clean
+.PHONY: demo test venv venv-aws image lint clean \
+	test-unit test-algorithm test-integration test-examples test-reliability test-container test-sdk test-ecr
 
 demo:
 	local_test/demo.sh $(IMAGE)
 
 test: venv venv-aws
 	$(PY) -m pytest
+
+# One tier at a time, e.g. `make test-unit`; `make test` runs them all.
+test-unit test-algorithm test-integration test-examples test-reliability test-container: venv
+	$(PY) -m pytest tests/$(@:test-%=%)
+
+test-sdk test-ecr: venv venv-aws
+	$(PY) -m pytest tests/$(@:test-%=%)
 
 venv: $(VENV)/.installed
 
