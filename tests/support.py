@@ -93,6 +93,7 @@ class Server:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    algo: Path = ALGO  # a fork's copy of algo/ serves its own `serve`
 
     @property
     def url(self) -> str:
@@ -102,7 +103,7 @@ class Server:
         self.log_path = self.base_dir.parent / f"serve-{self.port}.log"
         env = host_env(self.base_dir, SAGEMAKER_BIND_TO_PORT=str(self.port),
                        MODEL_SERVER_WORKERS=self.env.pop("MODEL_SERVER_WORKERS", "2"), **self.env)
-        command = [str(ALGO / "serve")] + ([] if self.nginx else ["--no-nginx"])
+        command = [str(self.algo / "serve")] + ([] if self.nginx else ["--no-nginx"])
         # Append mode: nginx opens /dev/stdout again, so every writer must append, not overwrite.
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

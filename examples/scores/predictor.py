@@ -1,0 +1,75 @@
+"""The inference code: SageMaker runs `docker run IMAGE serve`, and this is what answers.
+
+This copy (examples/scores/) answers a label and its score per row: predict_fn returns records
+[{"label": ..., "score": ...}], the score being the predicted class's probability, and output_fn
+encodes them: {"predictions": [{"label": ..., "score": ...}, ...]} in JSON, one object per line in
+JSON Lines, `label,score` per line in CSV. It needs a classifier with predict_proba.
+
+Edit the four hooks to change how the model is loaded, how a request becomes model input, how
+predictions are made and how they are written back. The Flask app built from them at the bottom
+serves /ping and /invocations; the SageMaker plumbing lives in sagemaker_byo.
+
+    model_fn(model_dir)                            -> the model, loaded once when the server starts
+    input_fn(input_data, content_type, invocation) -> model input (the request body is bytes)
+    predict_fn(data, model, invocation)            -> predictions, one per row
+    output_fn(prediction, accept, invocation)      -> the response body, in the negotiated `accept` type
+
+`invocation` (sagemaker_byo.inference.Invocation) carries the request's options: `accept`,
+`custom_attributes`, `wants_probabilities`, and `contract`, what the model takes (measured by
+calling it). Raise `BadRequest(message)` from any hook to answer 400 with that message; a
+ValueError raised while decoding (input_fn) or predicting is a 400 too; anything else is a 500
+whose traceback goes to the log. The server counts: every row input_fn gives must get exactly one
+answer from predict_fn and output_fn, in order, or the request is a 500 naming the hook.
+"""
+
+from __future__ import annotations
+
+import os
+
+import joblib
+import numpy as np
+
+from sagemaker_byo import decoders, encoders, inference
+from sagemaker_byo.errors import BadRequest  # noqa: F401 - for hooks that refuse input
+from sagemaker_byo.inference import Invocation
+from sagemaker_byo.server import Hooks, create_app
+
+MODEL_FILE = "model.joblib"  # as written by algo/train
+
+
+def model_fn(model_dir: str):
+    path = os.path.join(model_dir, MODEL_FILE)
+    try:
+        return joblib.load(path)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # a damaged file or another library version: name the file and why
+        raise RuntimeError(f"{path} cannot be loaded ({type(error).__name__}: {error}); is it a model "
+                           f"algo/train wrote, with the library versions in model.json?") from error
+
+
+def input_fn(input_data: bytes, content_type: str, invocation: Invocation):
+    # Decode (CSV, JSON, JSON Lines, .npy), then hold the rows to what the model takes.
+    rows = decoders.decode(input_data, content_type, invocation.contract.n_features)
+    return invocation.conform(rows)
+
+
+def predict_fn(data, model, invocation: Invocation):
+    # Class probabilities when the request asks for them (custom attribute output=probabilities,
+    # or SAGEMAKER_INFERENCE_OUTPUT=probabilities for batch transform).
+    if invocation.wants_probabilities:
+        return inference.probabilities(model, data)
+    # Otherwise one record per row: the most probable class and its probability.
+    probabilities = np.asarray(model.predict_proba(data))
+    best = probabilities.argmax(axis=1)
+    labels = np.asarray(model.classes_)[best]
+    scores = probabilities[np.arange(len(best)), best]
+    return [{"label": label, "score": float(score)} for label, score in zip(labels.tolist(), scores, strict=True)]
+
+
+def output_fn(prediction, accept: str, invocation: Invocation) -> bytes:
+    # Records encode as JSON objects, JSON Lines objects or CSV `label,score` lines.
+    return encoders.encode(prediction, accept)
+
+
+app = create_app(Hooks(model_fn, input_fn, predict_fn, output_fn, accept_types=tuple(encoders.ENCODERS)))
