@@ -99,7 +99,8 @@ def test_knn_trains_the_pipeline_with_its_hyperparameters(knn):
     assert [name for name, _ in model.steps] == ["standardscaler", "kneighborsclassifier"]
     assert model[-1].n_neighbors == 7 and model[-1].weights == "distance"
     description = json.loads((base / "model" / "model.json").read_text())
-    assert "knn" in json.dumps(description)
+    assert description["algorithm"] == "knn" and description["task"] == "classification"
+    assert description["hyperparameters"]["n_neighbors"] == 7
 
 
 def test_knn_answers_its_own_predict_in_every_content_type(knn):
@@ -125,8 +126,8 @@ def test_knn_refuses_a_missing_value_naming_its_row_and_column(knn):
     rows[2][1] = ""
     response = server.invoke(csv_body(rows), "text/csv")
     assert response.status_code == 400, response.text
-    assert response.text.startswith("row 3, column 2"), response.text
-    assert "missing" in response.text and "Traceback" not in response.text
+    assert response.text.startswith("row 3, column 2 is missing"), response.text
+    assert "Traceback" not in response.text
 
 
 # -- text: a TF-IDF classifier on its own bundled data --------------------------------------
@@ -174,7 +175,7 @@ def test_text_refuses_an_empty_line_naming_its_row(text):
     body = b"lovely lamp\nbroken chair\n\nsoft towels\n"
     response = server.invoke(body, "text/csv")
     assert response.status_code == 400, response.text
-    assert response.text.startswith("row 3"), response.text
+    assert response.text.startswith("row 3, column 1 (review) is missing"), response.text
     assert "Traceback" not in response.text
 
 
@@ -193,6 +194,7 @@ def test_scores_answer_the_label_and_its_probability_in_every_content_type(score
     features = pd.DataFrame(rows, columns=list(IRIS_FEATURES)).to_numpy()
     labels = own_predict(model, features)
     best = np.asarray(model.predict_proba(features)).max(axis=1).tolist()
+    assert len(set(best)) > 1, "every score is the same: the rows say nothing about the score"
     bodies = {
         "text/csv": csv_body(rows),
         "application/json": json.dumps(rows).encode(),
