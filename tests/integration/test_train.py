@@ -1,4 +1,6 @@
-"""The real `algo/train` as SageMaker runs it, against a temporary /opt/ml.
+"""The real `algo/train` as SageMaker runs it, against a temporary /opt/ml, with whatever algorithm.py
+holds: what is asserted here is the plumbing (files, exit codes, failure reasons, metric lines), not
+the algorithm's numbers, so a fork keeps these tests.
 
 Every run pays about two seconds of importing scikit-learn and pandas, so the scenarios below
 are arranged up front and run concurrently once per module (`outcomes`); each test then reads
@@ -143,9 +145,9 @@ ACCEPTED: dict[str, Arrange] = {
     "no validation channel": drop_channel("validation"),
     "no config files": remove_config_files,
     "SDK JSON-encoded hyperparameters": set_hyperparameters(
-        {"max_depth": '"3"', "criterion": '"entropy"'}),
+        {"checkpoint_steps": '"3"', "task": '"classification"', "header": '"false"'}),
     "keys added by SageMaker": set_hyperparameters({
-        "max_leaf_nodes": "5", "_tuning_objective_metric": "validation:accuracy",
+        "checkpoint_steps": "5", "_tuning_objective_metric": "validation:accuracy",
         "sagemaker_program": '"train.py"', "sagemaker_submit_directory": '"s3://bucket/code.tar.gz"'}),
     "nested folders": set_files({"2024/01/part-0001/iris.csv": iris()}),
     "gzipped csv": set_files({"iris.csv.gz": gzip.compress(iris().encode())}),
@@ -199,14 +201,16 @@ REJECTED = [
              ("iris.csv", "'column_2'", "data row 6", "infinite")),
     Rejected("feature too large for the tree", set_files({"iris.csv": iris_with(6, "setosa,5.4,1e39,1.7,0.4")}),
              ("iris.csv", "'column_3'", "data row 6", "too large")),
-    Rejected("unknown hyperparameter", set_hyperparameters({"learning_rate": "0.1"}),
-             ("'learning_rate'", "criterion", "max_depth", "random_state")),
-    Rejected("hyperparameter not an integer", set_hyperparameters({"max_depth": "three"}),
-             ("'max_depth'", "an integer", "'three'")),
-    Rejected("negative hyperparameter", set_hyperparameters({"min_samples_leaf": "-1"}),
-             ("'min_samples_leaf'", ">= 1", "'-1'")),
-    Rejected("hyperparameter not one of its choices", set_hyperparameters({"criterion": "mse"}),
-             ("'criterion'", "'gini'", "'entropy'", "'log_loss'", "'mse'")),
+    Rejected("unknown hyperparameter", set_hyperparameters({"no_such_parameter": "0.1"}),
+             ("'no_such_parameter'", "for algorithm '", "allowed: ", "checkpoint_steps", "target", "task")),
+    Rejected("hyperparameter not an integer", set_hyperparameters({"checkpoint_steps": "three"}),
+             ("'checkpoint_steps'", "an integer", "'three'")),
+    Rejected("negative hyperparameter", set_hyperparameters({"checkpoint_steps": "-1"}),
+             ("'checkpoint_steps'", ">= 1", "'-1'")),
+    Rejected("hyperparameter not one of its choices", set_hyperparameters({"task": "clustering"}),
+             ("'task'", "'classification'", "'regression'", "'clustering'")),
+    Rejected("an algorithm not in the catalogue", set_hyperparameters({"algorithm": "no_such_algorithm"}),
+             ("'algorithm'", "must be one of", "'no_such_algorithm'")),
     Rejected("hyperparameters.json not JSON", set_config_text("hyperparameters.json", "max_depth=3"),
              ("hyperparameters.json", "not valid JSON")),
     Rejected("hyperparameters.json a JSON list",
@@ -280,8 +284,7 @@ def test_bundled_job_exits_zero_and_prints_train_and_validation_accuracy(outcome
     lines = succeeded(outcomes, "bundled").result.stdout.splitlines()
     [train] = [float(m.group(1)) for m in map(TRAIN_METRIC.fullmatch, lines) if m]  # one line each
     [validation] = [float(m.group(1)) for m in map(VALIDATION_METRIC.fullmatch, lines) if m]
-    assert train == pytest.approx(0.983333, abs=1e-6)
-    assert 0.8 <= validation <= 1.0
+    assert 0.0 <= train <= 1.0 and 0.0 <= validation <= 1.0
 
 
 def test_bundled_job_saves_a_model_that_predicts_iris_classes_as_strings(outcomes):
@@ -289,19 +292,22 @@ def test_bundled_job_saves_a_model_that_predicts_iris_classes_as_strings(outcome
     assert model_left(outcome.model_dir) == ["model.joblib", "model.json"]
     model = joblib.load(outcome.model_dir / "model.joblib")
     predictions = model.predict(np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]))
-    assert list(predictions) == ["setosa", "virginica"]
+    assert len(predictions) == 2 and set(predictions) <= set(IRIS_CLASSES)
     assert all(isinstance(p, str) for p in predictions)
 
 
 def test_bundled_job_describes_its_model_in_model_json(outcomes):
-    description = succeeded(outcomes, "bundled").description
+    outcome = succeeded(outcomes, "bundled")
+    description = outcome.description
     assert description["model_file"] == "model.joblib"
     assert description["n_features"] == 4
     assert description["classes"] == IRIS_CLASSES
     assert description["training_rows"] == 120
-    assert description["hyperparameters"]["max_leaf_nodes"] == 5
-    assert description["hyperparameters"]["criterion"] == "gini"
-    assert description["hyperparameters"]["min_samples_split"] == 2  # defaults filled in
+    assert description["format_version"] == 2
+    hyperparameters = json.loads(config(outcome.ml, "hyperparameters.json").read_text())
+    assert set(hyperparameters) <= set(description["hyperparameters"])
+    assert description["hyperparameters"]["checkpoint_steps"] == 10  # defaults filled in
+    assert [c["name"] for c in description["input"]["columns"]] == description["feature_names"]
     assert {"python", "scikit-learn", "numpy", "pandas", "joblib"} <= description["versions"].keys()
     assert set(description["metrics"]) == {"train", "validation"}
 
@@ -315,19 +321,20 @@ def test_without_a_validation_channel_only_train_metrics_are_printed(outcomes):
 
 def test_missing_config_files_mean_defaults(outcomes):
     outcome = succeeded(outcomes, "no config files")
-    assert outcome.description["hyperparameters"]["max_leaf_nodes"] is None
+    hyperparameters = outcome.description["hyperparameters"]
+    assert (hyperparameters["task"], hyperparameters["target"], hyperparameters["checkpoint_steps"]) == (None, None, 10)
     assert VALIDATION_METRIC.search(outcome.result.stdout)  # the folder alone makes the channel
 
 
 def test_json_encoded_hyperparameters_from_the_python_sdk_are_decoded(outcomes):
     hyperparameters = succeeded(outcomes, "SDK JSON-encoded hyperparameters").description["hyperparameters"]
-    assert hyperparameters["max_depth"] == 3
-    assert hyperparameters["criterion"] == "entropy"
+    assert (hyperparameters["checkpoint_steps"], hyperparameters["task"], hyperparameters["header"]) == (
+        3, "classification", False)
 
 
 def test_tuning_and_sdk_keys_are_ignored(outcomes):
     hyperparameters = succeeded(outcomes, "keys added by SageMaker").description["hyperparameters"]
-    assert hyperparameters["max_leaf_nodes"] == 5
+    assert hyperparameters["checkpoint_steps"] == 5
     assert not any(name.startswith(("_", "sagemaker_")) for name in hyperparameters)
 
 
