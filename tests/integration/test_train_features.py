@@ -1,10 +1,13 @@
-"""What `algo/train` does beyond the bundled iris job, run as SageMaker runs it on a temporary /opt/ml.
+"""What `train` does beyond the bundled iris job, in a fork (tests/forks.py) whose algorithm.py is
+the fixture catalogue, run as SageMaker runs it on a temporary /opt/ml.
 
-Header and target, five algorithms for two tasks, text columns and missing values (and the
-real `algo/serve` answering raw rows for such a model), input modes, multi-instance jobs, and
-checkpoints that survive a SIGTERM. Every run pays about two seconds of imports, so the jobs
-are arranged up front and run concurrently once per module (`outcomes`); the checkpoint tests
-share one interrupted job (`checkpointed`).
+Header and target, models of several kinds (a KNN pipeline, a TF-IDF text pipeline, a model that
+is no scikit-learn estimator, a forest with text columns and missing values, and the real
+`algo/serve` answering raw rows for it), the task and the refusals named for the algorithm,
+model.json's input contract, input modes, multi-instance jobs, and checkpoints that survive a
+SIGTERM. Every run pays about two seconds of imports, so the jobs are arranged up front and run
+concurrently once per module (`outcomes`); the checkpoint tests share one interrupted job
+(`checkpointed`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -30,26 +34,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from support import ALGO, copy_test_dir, host_env, run_train, wait_until
+import forks
+from support import copy_test_dir, wait_until
 
 Arrange = Callable[[Path], None]
 
 METRIC_LINE = re.compile(r"(\w+):(\w+)=(-?[0-9.]+|nan);")
 CLASSIFICATION_METRICS = {"accuracy", "f1_macro", "log_loss", "roc_auc"}
 REGRESSION_METRICS = {"rmse", "mae", "r2"}
-ALGORITHMS = ("decision_tree", "random_forest", "extra_trees", "gradient_boosting", "linear")
-ESTIMATORS = {
-    ("decision_tree", "classification"): "DecisionTreeClassifier",
-    ("decision_tree", "regression"): "DecisionTreeRegressor",
-    ("random_forest", "classification"): "RandomForestClassifier",
-    ("random_forest", "regression"): "RandomForestRegressor",
-    ("extra_trees", "classification"): "ExtraTreesClassifier",
-    ("extra_trees", "regression"): "ExtraTreesRegressor",
-    ("gradient_boosting", "classification"): "HistGradientBoostingClassifier",
-    ("gradient_boosting", "regression"): "HistGradientBoostingRegressor",
-    ("linear", "classification"): "LogisticRegression",
-    ("linear", "regression"): "Ridge",
-}
 TARGETS = {"classification": "label", "regression": "price"}
 FEATURES = ["size", "color", "weight"]
 CLASSES = ["high", "low", "mid"]
@@ -77,6 +69,19 @@ def table(task: str, rows: int = ROWS, seed: int = 0, missing: bool = True) -> p
         frame.loc[5, "color"] = None
         frame.loc[7, "weight"] = np.nan
     return frame
+
+
+def numbers_only(task: str) -> pd.DataFrame:
+    return table(task, missing=False).drop(columns="color")
+
+
+def reviews(rows: int = ROWS) -> pd.DataFrame:
+    """A label and one column of free text (no commas: nothing to quote), and a number."""
+    good = ["great fun for all", "lovely and warm", "a great story well told"]
+    bad = ["dull and slow", "an awful plot", "slow story badly told"]
+    return pd.DataFrame({"label": ["good" if i % 2 else "bad" for i in range(rows)],
+                         "review": [(good if i % 2 else bad)[i % 3] for i in range(rows)],
+                         "stars": [float(i % 5) for i in range(rows)]})
 
 
 def whole_number_target() -> pd.DataFrame:
@@ -182,18 +187,20 @@ class Outcome:
         return sorted(p.name for p in self.model_dir.iterdir()) if self.model_dir.exists() else []
 
 
-def matrix_name(algorithm: str, task: str) -> str:
-    return f"{algorithm} {task}"
-
+FOREST = {"algorithm": "forest", "n_estimators": "10"}
 
 JOBS: dict[str, Arrange] = {
-    # Header, target by name, task inferred from the target, text and missing values: every algorithm.
-    **{matrix_name(algorithm, task): job(table(task), algorithm=algorithm, target=TARGETS[task])
-       for algorithm in ALGORITHMS for task in ("classification", "regression")},
-    "target by index, no header": job(whole_number_target().iloc[:, [1, 2, 3, 0]], header=False, target="-1"),
-    "whole-number target, task regression": job(whole_number_target(), target="price", task="regression"),
-    "FastFile": job(table("classification"), mode="FastFile", algorithm="decision_tree", target="label"),
-    "Pipe": then(job(table("classification"), mode="Pipe", algorithm="decision_tree", target="label"), piped),
+    # Header, target by name, task inferred from the target: a model of each kind.
+    "forest classification": job(table("classification"), target="label", **FOREST),
+    "forest regression": job(table("regression"), target="price", **FOREST),
+    "knn": job(numbers_only("classification"), algorithm="knn", n_neighbors="3", target="label"),
+    "words": job(reviews(), algorithm="words", target="label"),
+    "quantile": job(table("regression"), algorithm="quantile", q="0.5", target="price"),
+    "target by index, no header": job(whole_number_target().iloc[:, [1, 2, 3, 0]], header=False, target="-1",
+                                      **FOREST),
+    "whole-number target, task regression": job(whole_number_target(), target="price", task="regression", **FOREST),
+    "FastFile": job(table("classification"), mode="FastFile", target="label", **FOREST),
+    "Pipe": then(job(table("classification"), mode="Pipe", target="label", **FOREST), piped),
     "secondary host": then(job(table("classification"), target="label"), hosts("algo-2", ["algo-1", "algo-2"])),
 }
 
@@ -216,11 +223,24 @@ REJECTED = [
     Rejected("target name without header=true", job(table("classification"), header=False, target="label"),
              ("'label'", "header=true", "index")),
     Rejected("hyperparameter of another algorithm",
-             job(table("classification"), algorithm="decision_tree", target="label", n_estimators="50"),
-             ("'n_estimators'", "algorithm 'decision_tree'", "allowed", "max_depth", "criterion")),
-    Rejected("criterion of the other task",
-             job(table("regression"), algorithm="random_forest", target="price", criterion="gini"),
-             ("'criterion'", "regression", "'squared_error'", "'gini'")),
+             job(numbers_only("classification"), algorithm="knn", target="label", n_estimators="50"),
+             ("unknown hyperparameter 'n_estimators' for algorithm 'knn'", "allowed", "n_neighbors")),
+    Rejected("a task the algorithm lacks, set", job(numbers_only("regression"), algorithm="knn", target="price",
+                                                     task="regression"),
+             ("algorithm 'knn' has no regression variant; it supports: classification",)),
+    Rejected("a task the algorithm lacks, inferred", job(numbers_only("regression"), algorithm="knn", target="price"),
+             ("algorithm 'knn' has no regression variant; it supports: classification", "inferred",
+              "'price'", "task")),
+    Rejected("a parameter of the other task", job(table("regression"), target="price", class_weight="balanced",
+                                                   **FOREST),
+             ("'class_weight' of algorithm 'forest' applies to classification only", "regression")),
+    Rejected("a value scikit-learn refuses for the task",
+             job(table("regression"), target="price", criterion="gini", **FOREST),
+             ("algorithm 'forest' (regression)", "'criterion'", "'squared_error'", "'gini'")),
+    Rejected("a parameter the estimator does not take", job(numbers_only("classification"), algorithm="misspelt",
+                                                             target="label"),
+             ("algorithm 'misspelt' (classification) could not be built", "'depth'",
+              "its hyperparameters for classification: depth")),
     Rejected("parquet content type", job(table("classification"), target="label", content_type="application/x-parquet"),
              ("'training'", "application/x-parquet", "text/csv")),
     Rejected("headerless target with a missing value",
@@ -229,20 +249,27 @@ REJECTED = [
 ]
 
 
-def run_all(jobs: dict[str, Arrange], root: Path) -> dict[str, Outcome]:
+def run_all(fork: Path, jobs: dict[str, Arrange], root: Path) -> dict[str, Outcome]:
     def run(item: tuple[int, tuple[str, Arrange]]) -> tuple[str, Outcome]:
         index, (name, arrange) = item
         ml = copy_test_dir(root / f"job{index}" / "ml")
         arrange(ml)
-        return name, Outcome(ml, run_train(ml, timeout=300))
+        return name, Outcome(ml, forks.run_train(fork, ml))
 
     with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 1) as pool:
         return dict(pool.map(run, enumerate(jobs.items())))
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory) -> dict[str, Outcome]:
-    return run_all({**JOBS, **{case.id: case.arrange for case in REJECTED}}, tmp_path_factory.mktemp("features"))
+def fork(tmp_path_factory) -> Path:
+    """algo/ with the fixture catalogue as its algorithm.py, as a user forks the container."""
+    return forks.make_fork(tmp_path_factory.mktemp("fork") / "algo")
+
+
+@pytest.fixture(scope="module")
+def outcomes(fork, tmp_path_factory) -> dict[str, Outcome]:
+    return run_all(fork, {**JOBS, **{case.id: case.arrange for case in REJECTED}},
+                   tmp_path_factory.mktemp("features"))
 
 
 def succeeded(outcomes: dict[str, Outcome], name: str) -> Outcome:
@@ -255,7 +282,7 @@ def succeeded(outcomes: dict[str, Outcome], name: str) -> Outcome:
 # --- header and target ----------------------------------------------------------------------
 
 def test_header_names_the_features_and_the_target_is_chosen_by_name(outcomes):
-    description = succeeded(outcomes, matrix_name("decision_tree", "classification")).description
+    description = succeeded(outcomes, "forest classification").description
     assert description["feature_names"] == FEATURES
     assert description["feature_names_from_header"] is True
     assert description["target"] == "label"
@@ -269,12 +296,21 @@ def test_target_by_negative_index_and_headerless_features_named_by_csv_position(
     assert description["target"] == "3"  # the last of four columns, 0-based
 
 
-# --- every algorithm for both tasks -----------------------------------------------------------
+# --- models of several kinds -----------------------------------------------------------------
 
-@pytest.mark.parametrize("task", ["classification", "regression"])
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_every_algorithm_trains_for_both_tasks_with_text_and_missing_values(outcomes, algorithm, task):
-    outcome = succeeded(outcomes, matrix_name(algorithm, task))
+KINDS = {  # job: (task, final estimator, fitted on a DataFrame, text columns, columns that take a missing value)
+    "forest classification": ("classification", "RandomForestClassifier", True, ["color"], FEATURES),
+    "forest regression": ("regression", "RandomForestRegressor", True, ["color"], FEATURES),
+    "knn": ("classification", "KNeighborsClassifier", False, [], []),
+    "words": ("classification", "LogisticRegression", True, ["review"], ["stars"]),
+    "quantile": ("regression", "Quantile", False, ["color"], FEATURES),  # its predict takes anything
+}
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_each_kind_of_model_trains_prints_its_metrics_and_records_its_input_contract(outcomes, name):
+    task, estimator, frame, text, accepting = KINDS[name]
+    outcome = succeeded(outcomes, name)
     printed = outcome.metrics()
     assert set(printed) == {"train"}  # no validation channel
     expected = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
@@ -282,29 +318,37 @@ def test_every_algorithm_trains_for_both_tasks_with_text_and_missing_values(outc
 
     saved = json.loads((outcome.ml / "output" / "data" / "metrics.json").read_text())
     assert set(saved) == {"train"} and set(saved["train"]) == expected
-    for name, value in printed["train"].items():
-        assert saved["train"][name] == pytest.approx(value, abs=1e-6), name  # printed with 6 decimals
-    if task == "classification":
-        assert 0.0 <= printed["train"]["accuracy"] <= 1.0 and printed["train"]["log_loss"] >= 0.0
-    else:
-        assert printed["train"]["rmse"] >= printed["train"]["mae"] >= 0.0
+    for metric, value in printed["train"].items():
+        assert saved["train"][metric] == pytest.approx(value, abs=1e-6), metric  # printed with 6 decimals
 
     description = outcome.description
     assert outcome.model_files() == ["model.joblib", "model.json"]
-    assert description["algorithm"] == algorithm
+    assert description["format_version"] == 2 and "accepts_missing_values" not in description
+    assert description["algorithm"] == name.split()[0]
     assert description["task"] == task  # inferred: text labels, then a float target
-    assert description["estimator"] == ESTIMATORS[algorithm, task]
-    assert description["feature_names"] == FEATURES
-    assert description["categorical_features"] == ["color"]
-    assert description["accepts_missing_values"] is True
+    assert description["estimator"] == estimator
     assert description["training_rows"] == ROWS
     assert description["metrics"] == saved
-    assert description["classes"] == (CLASSES if task == "classification" else None)
+    contract = description["input"]
+    assert contract["measured"] is True and contract["frame"] is frame
+    assert [c["name"] for c in contract["columns"]] == description["feature_names"]
+    assert [c["name"] for c in contract["columns"] if c["text"]] == text == description["categorical_features"]
+    assert [c["name"] for c in contract["columns"] if c["accepts_missing"]] == accepting
+
+
+def test_a_model_that_fits_itself_is_loaded_from_the_forks_algorithm_module(outcomes, fork):
+    outcome = succeeded(outcomes, "quantile")
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, joblib; sys.path.insert(0, sys.argv[1]); "
+         "print(joblib.load(sys.argv[2]).predict([[1.0, 'red', 2.0]])[0])", str(fork),
+         str(outcome.model_dir / "model.joblib")], capture_output=True, text=True, timeout=60)
+    assert loaded.returncode == 0, loaded.stderr
+    assert float(loaded.stdout) == pytest.approx(float(np.median(table("regression").price)))
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_evaluation_figure_is_an_svg_of_the_task(outcomes, task):
-    outcome = succeeded(outcomes, matrix_name("random_forest", task))
+    outcome = succeeded(outcomes, f"forest {task}")
     root = ET.parse(outcome.ml / "output" / "data" / "evaluation.svg").getroot()
     assert root.tag == f"{SVG}svg"
     texts = {element.text for element in root.iter(f"{SVG}text")}
@@ -321,7 +365,7 @@ def test_evaluation_figure_is_an_svg_of_the_task(outcomes, task):
 # --- task ----------------------------------------------------------------------------------
 
 def test_task_is_inferred_from_the_target_and_an_explicit_task_overrides_it(outcomes):
-    # Text labels and a float target: see test_every_algorithm_trains_for_both_tasks_with_text_and_missing_values.
+    # Text labels and a float target: see test_each_kind_of_model_trains_prints_its_metrics_and_records_its_...
     inferred = succeeded(outcomes, "target by index, no header")
     assert inferred.description["task"] == "classification"  # a few whole numbers: classes
     assert inferred.description["classes"] == [0, 1, 2, 3, 4]
@@ -336,7 +380,7 @@ def test_task_is_inferred_from_the_target_and_an_explicit_task_overrides_it(outc
 # --- input modes and content types ---------------------------------------------------------
 
 def test_content_type_text_csv_is_accepted(outcomes):
-    outcome = succeeded(outcomes, matrix_name("decision_tree", "classification"))
+    outcome = succeeded(outcomes, "forest classification")
     data_config = json.loads(config(outcome.ml, "inputdataconfig.json").read_text())
     assert data_config["training"]["ContentType"] == "text/csv"
 
@@ -344,7 +388,7 @@ def test_content_type_text_csv_is_accepted(outcomes):
 @pytest.mark.parametrize("mode", ["FastFile", "Pipe"])
 def test_fastfile_and_pipe_mode_train_the_same_model_as_file_mode(outcomes, mode):
     outcome = succeeded(outcomes, mode)
-    file_mode = succeeded(outcomes, matrix_name("decision_tree", "classification"))
+    file_mode = succeeded(outcomes, "forest classification")
     assert outcome.description["training_rows"] == ROWS
     assert outcome.description["metrics"] == file_mode.description["metrics"]
     if mode == "Pipe":
@@ -387,7 +431,7 @@ PROBABILITIES = {"X-Amzn-SageMaker-Custom-Attributes": "output=probabilities"}
 
 
 def test_served_classifier_answers_raw_rows_records_and_probabilities(outcomes, serve):
-    outcome = succeeded(outcomes, matrix_name("random_forest", "classification"))
+    outcome = succeeded(outcomes, "forest classification")
     model = joblib.load(outcome.model_dir / "model.joblib")
     server = serve(base_dir=outcome.ml, env={"MODEL_SERVER_WORKERS": "1"})
 
@@ -412,7 +456,7 @@ def test_served_classifier_answers_raw_rows_records_and_probabilities(outcomes, 
 
 
 def test_served_regressor_answers_numbers_and_refuses_probabilities(outcomes, serve):
-    outcome = succeeded(outcomes, matrix_name("linear", "regression"))
+    outcome = succeeded(outcomes, "forest regression")
     model = joblib.load(outcome.model_dir / "model.joblib")
     server = serve(base_dir=outcome.ml, env={"MODEL_SERVER_WORKERS": "1"})
 
@@ -432,7 +476,7 @@ def test_served_regressor_answers_numbers_and_refuses_probabilities(outcomes, se
 
 # --- checkpoints ----------------------------------------------------------------------------
 
-CHECKPOINTED = {"algorithm": "random_forest", "n_estimators": "200", "checkpoint_steps": "10", "max_depth": "8",
+CHECKPOINTED = {"algorithm": "forest", "n_estimators": "200", "checkpoint_steps": "10", "max_depth": "8",
                 "random_state": "7", "target": "label"}
 CHECKPOINT_ROWS = 8_000  # a tenth of the forest takes a fraction of a second: a stop lands mid-fit
 
@@ -441,11 +485,9 @@ def checkpoint_files(ml: Path) -> list[Path]:
     return sorted((ml / "checkpoints").glob("checkpoint-*.joblib"))
 
 
-def start_train(ml: Path) -> tuple[subprocess.Popen, Path]:
+def start_train(fork: Path, ml: Path) -> tuple[subprocess.Popen, Path]:
     log = ml.parent / f"train-{len(list(ml.parent.glob('train-*.log')))}.log"
-    with open(log, "wb") as stream:
-        process = subprocess.Popen([str(ALGO / "train")], env=host_env(ml), stdout=stream, stderr=subprocess.STDOUT)
-    return process, log
+    return forks.start_train(fork, ml, log), log
 
 
 def kill(process: subprocess.Popen) -> None:
@@ -466,7 +508,7 @@ class Checkpointed:
 
 
 @pytest.fixture(scope="module")
-def checkpointed(tmp_path_factory) -> Checkpointed:
+def checkpointed(fork, tmp_path_factory) -> Checkpointed:
     root = tmp_path_factory.mktemp("checkpoints")
     arrange = job(table("classification", rows=CHECKPOINT_ROWS, seed=3, missing=False), **CHECKPOINTED)
     stopped, fresh = (copy_test_dir(root / name / "ml") for name in ("stopped", "fresh"))
@@ -475,8 +517,8 @@ def checkpointed(tmp_path_factory) -> Checkpointed:
         arrange(ml)
     (stopped / "checkpoints").mkdir()
 
-    fresh_run, fresh_log = start_train(fresh)  # on its own, meanwhile
-    process, log = start_train(stopped)
+    fresh_run, fresh_log = start_train(fork, fresh)  # on its own, meanwhile
+    process, log = start_train(fork, stopped)
     try:
         def two_checkpoints() -> bool:
             assert process.poll() is None, f"train ended before it was stopped:\n{log.read_text()}"
@@ -494,7 +536,7 @@ def checkpointed(tmp_path_factory) -> Checkpointed:
         (corrupted / "output" / "failure").unlink()
         (stopped / "output" / "failure").unlink()  # the next job's own outcome, not the stop's
         with ThreadPoolExecutor(max_workers=2) as pool:
-            resumed, damaged = pool.map(lambda ml: Outcome(ml, run_train(ml, timeout=300)), [stopped, corrupted])
+            resumed, damaged = pool.map(lambda ml: Outcome(ml, forks.run_train(fork, ml)), [stopped, corrupted])
         code = fresh_run.wait(300)
     finally:
         kill(process)
