@@ -39,6 +39,7 @@ _SHORT_DECIMAL = 6
 VECTORISED_CSV_BYTES = 1024
 _POWERS_OF_10 = 10.0 ** np.arange(_SHORT_DECIMAL + 1)
 _JSON_BOOLEANS = re.compile(rb"true|false")
+_LINE_ENDS = re.compile(r"\r\n|\r|\n")
 
 
 def _text(data: bytes, charset: str) -> str:
@@ -51,11 +52,12 @@ def _text(data: bytes, charset: str) -> str:
 
 
 def _lines(text: str) -> list[str]:
-    """The lines of a body: split at \\n (a \\r before it dropped); a final newline makes no line."""
-    lines = text.split("\n")
+    """The lines of a body: split at \\n, \\r\\n or a lone \\r (old Mac line ends, which training's
+    pandas reads as line ends too); a final line end makes no line."""
+    lines = _LINE_ENDS.split(text) if "\r" in text else text.split("\n")
     if lines[-1] == "":
         lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    return lines
 
 
 def _csv_rows_slowly(text: str) -> np.ndarray:

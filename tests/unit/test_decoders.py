@@ -1,6 +1,7 @@
 """Request bodies to rows: float64, or object where some cells are text; a malformed body is a 400
-that names the row and column. Whether text or infinity is acceptable is the model schema's call
-(`inference.conform`), so those cases run decode and conform together.
+that names the row and column. Every line is a row: a blank line or a line of empty cells is a row
+of missing values. Whether text or infinity is acceptable is the model contract's call
+(`contract.conform`), so those cases run decode and conform together.
 
 Bodies over VECTORISED_CSV_BYTES of short plain decimals take a vectorised reader; other bodies up
 to SMALL_CSV_BYTES a pure-Python path, larger ones pandas' parser. Each case runs through a small
@@ -15,9 +16,10 @@ import pytest
 from sagemaker_byo import decoders
 from sagemaker_byo.decoders import SMALL_CSV_BYTES, decode, decode_csv
 from sagemaker_byo.errors import BadRequest, UnsupportedMediaType
-from sagemaker_byo.inference import ModelSchema, conform
+from sagemaker_byo.contract import Column, InputContract, conform
 
 SIZES = ["small", "large"]
+NAN = np.nan
 
 
 def sized(body: bytes, size: str) -> tuple[bytes, int]:
@@ -33,16 +35,18 @@ def sized(body: bytes, size: str) -> tuple[bytes, int]:
     return large, times
 
 
-def numeric_schema(width: int) -> ModelSchema:
-    """A model of `width` numeric features without names, that takes missing values (a tree)."""
-    return ModelSchema(width, None, False, frozenset(), True, None)
+def numeric_contract(width: int) -> InputContract:
+    """A measured model of `width` numeric features without names that takes missing values but
+    not infinity (a tree)."""
+    return InputContract(tuple(Column(f"column_{j + 2}", False, True) for j in range(width)),
+                         frame=False, accepts_infinite=False, measured=True)
 
 
 def conform_message(data: bytes, content_type: str = "text/csv") -> str:
     """The 400 that decoding and then conforming to a numeric model gives."""
     decoded = decode(data, content_type)
     with pytest.raises(BadRequest) as raised:
-        conform(decoded, numeric_schema(decoded.shape[1]))
+        conform(decoded, numeric_contract(decoded.shape[1]))
     assert raised.value.status == 400
     return raised.value.message
 
@@ -60,8 +64,10 @@ def decode_sized(body: bytes, size: str, content_type: str = "text/csv") -> np.n
     (b"1,2\n3,4", [[1, 2], [3, 4]]),  # no trailing newline
     (b"1,2\r\n3,4\r\n", [[1, 2], [3, 4]]),  # CRLF
     (b"1,2\r3,4\r", [[1, 2], [3, 4]]),  # old Mac line ends
-    (b"1,2\n\n3,4\n\n", [[1, 2], [3, 4]]),  # blank lines are skipped
-    (b"1,2\n   \n3,4\n", [[1, 2], [3, 4]]),  # so are lines of spaces
+    (b"1,2\n\n3,4\n\n", [[1, 2], [NAN, NAN], [3, 4], [NAN, NAN]]),  # a blank line is a row of missing values
+    (b"1,2\n   \n3,4\n", [[1, 2], [NAN, NAN], [3, 4]]),  # so is a line of spaces
+    (b"1,2\n,\n3,4\n", [[1, 2], [NAN, NAN], [3, 4]]),  # and a line of empty cells
+    (b"\n1,2\n", [[NAN, NAN], [1, 2]]),  # a blank first line too
     (b" 1.5 , 2 \n", [[1.5, 2]]),  # spaces around a number
     (b"\t1,2\t\n", [[1, 2]]),
     (b"+1,-2\n", [[1, -2]]),
@@ -95,7 +101,7 @@ def test_empty_cells_are_missing_values(body, expected, size):
 @pytest.mark.parametrize(("body", "message"), [
     (b"1,2\n3\n", "CSV row 2 has 1 values but row 1 has 2"),
     (b"1\n2,3\n", "CSV row 2 has 2 values but row 1 has 1"),
-    (b"1,2\n\n3,4,5\n", "CSV row 2 has 3 values but row 1 has 2"),  # rows count without blank lines
+    (b"1,2\n\n3,4,5\n", "CSV row 3 has 3 values but row 1 has 2"),  # a blank line counts as a row
     (b"1,2\n3,4\n# note\n", "CSV row 3 has 1 values but row 1 has 2"),
 ])
 def test_ragged_rows_are_a_400_naming_the_row(body, message, size):
@@ -180,10 +186,25 @@ def test_unknown_charset_is_a_400(size):
     assert raised.value.message == "unknown charset 'klingon'"
 
 
-@pytest.mark.parametrize("body", [b"", b"\n", b"\r\n\r\n", b"   \n  \n", b"\n" * (SMALL_CSV_BYTES + 1)])
-def test_body_without_rows_is_a_400(body):
+def test_empty_body_is_a_400():
     with pytest.raises(BadRequest, match="the body holds no CSV rows"):
+        decode_csv(b"")
+
+
+@pytest.mark.parametrize(("body", "lines"), [
+    (b"\n", 1), (b"\r\n\r\n", 2), (b"   \n  \n", 2), (b"\n" * (SMALL_CSV_BYTES + 1), SMALL_CSV_BYTES + 1),
+])
+def test_body_of_only_blank_lines_is_a_400_counting_them(body, lines):
+    with pytest.raises(BadRequest) as raised:
         decode_csv(body)
+    assert raised.value.message == f"the body holds only blank lines ({lines}); send rows of values"
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_final_newline_makes_no_row_but_every_other_line_is_one(size):
+    data, times = sized(b"1,2\n\n", size)
+    assert decode(data, "text/csv").shape == (2 * times, 2)
+    assert decode(b"1,2", "text/csv").shape == decode(b"1,2\n", "text/csv").shape == (1, 2)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -292,7 +313,7 @@ def test_a_malformed_decimal_in_a_large_body_is_a_400_naming_its_cell(cell, mess
 
 
 @pytest.mark.parametrize(("body", "expected_first_rows"), [
-    (b"1,2\n\n3,4\n" * 400, [[1, 2], [3, 4]]),  # blank lines are skipped
+    (b"1,2\n\n3,4\n" * 400, [[1, 2], [NAN, NAN]]),  # a blank line is a row of missing values
     (b"1,2\r\n3,4\r\n" * 400, [[1, 2], [3, 4]]),  # CRLF
     (b"1e2,2\n3,4\n" * 400, [[100, 2], [3, 4]]),  # an exponent
     (b"1234567.5,2\n3,4\n" * 400, [[1234567.5, 2], [3, 4]]),  # longer than the vectorised reader takes
@@ -300,7 +321,7 @@ def test_a_malformed_decimal_in_a_large_body_is_a_400_naming_its_cell(cell, mess
 ])
 def test_large_bodies_the_vectorised_reader_declines_are_read_by_the_others(body, expected_first_rows):
     assert len(body) > SMALL_CSV_BYTES
-    assert decode_csv(body)[:2].tolist() == expected_first_rows
+    np.testing.assert_array_equal(decode_csv(body)[:2], np.array(expected_first_rows, dtype=np.float64))
 
 
 def test_a_charset_that_does_not_write_digits_as_ascii_is_not_read_as_ascii():
