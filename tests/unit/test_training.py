@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from pathlib import Path
@@ -135,7 +136,8 @@ def test_metric_prints_one_line_a_metric_definition_regex_can_read(capsys, chann
 
 def test_load_job_reads_the_three_config_files(base_dir):
     job = load_job(settings.paths({settings.BASE_DIR: str(base_dir)}))
-    assert job.hyperparameters == {"max_leaf_nodes": "5", "criterion": "gini", "random_state": "0"}
+    written = json.loads((base_dir / "input/config/hyperparameters.json").read_text())
+    assert job.hyperparameters == written and written  # as the file holds them: strings, undecoded
     assert set(job.input_data_config) == {"training", "validation"}
     assert job.resource_config["current_host"] == "algo-1"
     assert job.has_channel("training")
