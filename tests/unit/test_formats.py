@@ -1,7 +1,7 @@
 """The request and response formats beyond CSV: JSON, JSON Lines and .npy in, JSON and JSON Lines
-out, class probabilities, and the model schema every request is checked against.
+out, class probabilities, and the measured input contract every request is checked against.
 
-Tables first (decoders, encoders, schema, custom attributes), then the Flask app with the hooks of
+Tables first (decoders, encoders, contract, custom attributes), then the Flask app with the hooks of
 algo/predictor.py, then one property: for random rows, every input format predicts exactly what the
 model predicts on the same float64 rows. Tests marked xfail(strict) document bugs in algo/.
 """
@@ -23,11 +23,10 @@ from sklearn.tree import DecisionTreeClassifier
 
 from sagemaker_byo.decoders import DECODERS, decode
 from sagemaker_byo.encoders import encode
+from sagemaker_byo.contract import UNKNOWN, Column, InputContract, conform, measure_loaded
 from sagemaker_byo.errors import BadRequest
 from sagemaker_byo.inference import (
-    ModelSchema,
     Probabilities,
-    conform,
     custom_attributes,
     probabilities,
     requested_output,
@@ -126,8 +125,11 @@ def test_named_json_becomes_a_float64_dataframe(body, columns, expected):
     (lines_of([SETOSA, VIRGINICA]), [SETOSA, VIRGINICA]),
     (lines_of([{"features": SETOSA}, {"features": VIRGINICA}]), [SETOSA, VIRGINICA]),
     (lines_of([SETOSA, {"features": VIRGINICA}]), [SETOSA, VIRGINICA]),
-    (b"[1, 2]\r\n\r\n[3, null]", [[1, 2], [3, None]]),  # CRLF, a blank line, no final newline
+    (b"[1, 2]\r\n\r\n[3, null]", [[1, 2], [None, None], [3, None]]),  # CRLF, a blank line (a row), no final newline
+    (b"[1, 2]\n\n", [[1, 2], [None, None]]),  # a blank line is a row of missing values; the final newline no row
     (lines_of([[7]]), [[7]]),
+    (b"7\n8\n", [[7], [8]]),  # a scalar line is a row of one value
+    (b"7\n\n8\n", [[7], [None], [8]]),
 ])
 def test_json_lines_are_one_row_per_line(body, expected, content_type):
     data = decode(body, content_type)
@@ -208,13 +210,13 @@ def test_malformed_json_is_a_400_with_a_short_reason(body, message):
 
 @pytest.mark.parametrize(("body", "message"), [
     (b"", "the body holds no JSON lines"),
-    (b"\n \n", "the body holds no JSON lines"),
+    (b"\n \n", "the body holds only blank lines (2); send a row per line"),
     (b"[1, 2]\n[3,\n", "JSON line 2 is not valid JSON: Expecting value: line 1 column 4 (char 3)"),
     (b"[1, 2]\n\n[3,\n", "JSON line 3 is not valid JSON"),  # numbered as an editor numbers them
     (b"[" * 100_000, "JSON line 1 is nested too deeply"),
     (b"[1, 2]\n\xff\n", "the body is not valid utf-8 text (byte 7)"),
     (b"[1, 2]\n[3]\n", "the JSON lines: row 2 has 1 values but row 1 has 2"),
-    (b"[1, 2]\n3\n", "the JSON lines: row 2 is int, not a list of numbers"),
+    (b"[1, 2]\n3\n", "the JSON lines: row 2 has 1 values but row 1 has 2"),  # a scalar line is a row of one
     (b"[[1, 2]]\n", "the JSON lines: row 1, column 1 is a list, not a number or text"),
     (b'{"a": 1}\n[1]\n', "the JSON lines: row 1 is an object, not a list of numbers"),
 ])
@@ -411,28 +413,35 @@ def models(iris, iris_model, iris_pipeline) -> dict:
     }
 
 
+HEADERLESS = [f"column_{j + 2}" for j in range(4)]  # headerless CSV: the target is column 1
+
+
+def numeric(names, accepts_missing: bool, frame: bool = False) -> InputContract:
+    """A measured contract of numeric columns that refuses infinity."""
+    return InputContract(tuple(Column(n, False, accepts_missing) for n in names), frame=frame,
+                         accepts_infinite=False, measured=True)
+
+
 @pytest.mark.parametrize(("name", "expected"), [
-    ("tree", ModelSchema(4, None, False, frozenset(), True, CLASSES)),
-    ("pipeline with names", ModelSchema(4, IRIS_FEATURES, True, frozenset(), False, CLASSES)),
-    ("logistic regression", ModelSchema(4, None, False, frozenset(), False, CLASSES)),
-    ("ridge", ModelSchema(4, None, False, frozenset(), False, None)),
-    ("tree on integer labels", ModelSchema(4, None, False, frozenset(), True, (0, 1, 2))),
-    ("not scikit-learn", ModelSchema(None, None, False, frozenset(), True, None)),
+    ("tree", numeric(HEADERLESS, True)),
+    ("pipeline with names", numeric(NAMES, False, frame=True)),
+    ("logistic regression", numeric(HEADERLESS, False)),
+    ("ridge", numeric(HEADERLESS, False)),
+    ("tree on integer labels", numeric(HEADERLESS, True)),
+    ("not scikit-learn", UNKNOWN),  # no predict, no feature count: requests go to it as decoded
 ])
-def test_model_schema_is_read_from_generic_estimator_attributes(models, name, expected):
-    schema = ModelSchema.of(models[name])
-    assert schema == expected
-    assert all(type(c) in (str, int) for c in schema.classes or ())  # plain Python, not numpy scalars
+def test_the_contract_of_a_loaded_model_is_measured_by_calling_it(models, name, expected):
+    assert measure_loaded(models[name]) == expected
 
 
 @pytest.fixture(scope="module")
-def named() -> ModelSchema:
-    return ModelSchema(4, IRIS_FEATURES, True, frozenset(), False, CLASSES)
+def named() -> InputContract:
+    return numeric(NAMES, False, frame=True)
 
 
 @pytest.fixture(scope="module")
-def unnamed() -> ModelSchema:
-    return ModelSchema(4, None, False, frozenset(), True, CLASSES)
+def unnamed() -> InputContract:
+    return numeric(HEADERLESS, True)
 
 
 def frame(columns, rows=((1.0, 2.0, 3.0, 4.0),)) -> pd.DataFrame:
@@ -452,7 +461,7 @@ def test_conform_names_the_columns_of_an_array_for_a_model_with_feature_names(na
     assert data.to_numpy().tolist() == rows.tolist()
 
 
-@pytest.mark.parametrize(("schema", "data", "message"), [
+@pytest.mark.parametrize(("contract", "data", "message"), [
     ("unnamed", np.zeros((2, 5)), "each row needs 4 features, got 5"),
     ("unnamed", np.zeros((1, 3)), "each row needs 4 features, got 3"),
     ("named", np.zeros((2, 5)), "each row needs 4 features, got 5"),
@@ -462,18 +471,21 @@ def test_conform_names_the_columns_of_an_array_for_a_model_with_feature_names(na
      "feature names do not match the model's (unknown 'colour')"),
     ("named", frame([*NAMES[:2], "petal", "colour"]),
      "feature names do not match the model's (missing 'petal_length', 'petal_width'; unknown 'petal', 'colour')"),
-    ("unnamed", frame(NAMES), "this model was trained without feature names; send rows as lists of values "
-                              "instead of named columns or records"),
-    ("named", np.array([[1.0, np.nan, 3.0, 4.0]]), "row 1, column 2 is missing; this model needs every value"),
+    ("unnamed", frame(NAMES), "feature names do not match the model's (missing 'column_2', 'column_3', "
+                              "'column_4', 'column_5'; unknown 'sepal_length', 'sepal_width', 'petal_length', "
+                              "'petal_width')"),  # a headerless model's columns are named by CSV position
+    ("named", np.array([[1.0, np.nan, 3.0, 4.0]]),
+     "row 1, column 2 (sepal_width) is missing; this model needs a value there"),
     ("unnamed", np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, -np.inf]]),
      "row 2, column 4 is infinite or too large; send finite numbers"),  # also from a custom input_fn
-    ("named", np.array([[np.nan, np.inf, 3.0, 4.0]]), "row 1, column 2 is infinite or too large; send finite numbers"),
+    ("named", np.array([[np.nan, np.inf, 3.0, 4.0]]),
+     "row 1, column 2 (sepal_width) is infinite or too large; send finite numbers"),
     ("named", frame(NAMES[::-1], [(1, 2, 3, 4), (5, 6, np.nan, 8)]),
-     "row 2, column 2 is missing; this model needs every value"),  # counted in the model's column order
+     "row 2, column 2 (sepal_width) is missing; this model needs a value there"),  # in the model's column order
 ])
-def test_conform_refuses_input_that_does_not_fit_the_model(request, schema, data, message):
+def test_conform_refuses_input_that_does_not_fit_the_model(request, contract, data, message):
     with pytest.raises(BadRequest) as raised:
-        conform(data, request.getfixturevalue(schema))
+        conform(data, request.getfixturevalue(contract))
     assert raised.value.message == message
 
 
@@ -485,7 +497,7 @@ def test_conform_refuses_input_that_does_not_fit_the_model(request, schema, data
     ("application/json", b"[1, 2, 3, -1e999]", "row 1, column 4 is infinite or too large; send finite numbers"),
     ("application/json", b"[[1, 2, 3, 4], [Infinity, 2, 3, 4]]",
      "row 2, column 1 is infinite or too large; send finite numbers"),
-    ("application/json", b"[[1, 2], [3, 1" + b"0" * 400 + b".0]]",  # a float literal past 1e308
+    ("application/json", b"[[1, 2, 3, 4], [3, 1" + b"0" * 400 + b".0, 3, 4]]",  # a float literal past 1e308
      "row 2, column 2 is infinite or too large; send finite numbers"),
     ("application/jsonlines", b"[1, 2, 3, 4]\n[1e999, 2, 3, 4]\n",
      "row 2, column 1 is infinite or too large; send finite numbers"),
@@ -495,21 +507,21 @@ def test_conform_refuses_input_that_does_not_fit_the_model(request, schema, data
 def test_text_or_infinity_is_a_400_when_conformed_to_a_numeric_model(content_type, body, message):
     data = decode(body, content_type)
     with pytest.raises(BadRequest) as raised:
-        conform(data, ModelSchema(None, None, False, frozenset(), True, None))
+        conform(data, numeric(HEADERLESS, True))
     assert raised.value.message == message
 
 
-@pytest.mark.parametrize(("schema", "body", "message"), [
+@pytest.mark.parametrize(("contract", "body", "message"), [
     ("named", b'[{"sepal_length": 1, "sepal_width": "x", "petal_length": 3, "petal_width": 4}]',
-     "row 1, column 2: 'x' is not a number"),
+     "row 1, column 2 (sepal_width): 'x' is not a number"),
     ("named", b'[{"petal_width": 1e999, "petal_length": 3, "sepal_width": 2, "sepal_length": 1}]',
-     "row 1, column 4 is infinite or too large; send finite numbers"),  # counted in the model's order
+     "row 1, column 4 (petal_width) is infinite or too large; send finite numbers"),  # in the model's order
     ("named", json_of({"columns": NAMES, "data": [[1, 2, 3, 4]]}).replace(b"[[1,", b"[[1e999,"),
-     "row 1, column 1 is infinite or too large; send finite numbers"),
+     "row 1, column 1 (sepal_length) is infinite or too large; send finite numbers"),
 ])
-def test_named_text_or_infinity_is_a_400_naming_the_models_column(request, schema, body, message):
+def test_named_text_or_infinity_is_a_400_naming_the_models_column(request, contract, body, message):
     with pytest.raises(BadRequest) as raised:
-        conform(decode(body, "application/json"), request.getfixturevalue(schema))
+        conform(decode(body, "application/json"), request.getfixturevalue(contract))
     assert raised.value.message == message
 
 
@@ -520,14 +532,14 @@ def test_a_string_holding_a_number_is_read_as_that_number_in_a_numeric_column(un
 
 @pytest.mark.parametrize(("name", "allowed"), [("tree", True), ("logistic regression", False),
                                                 ("pipeline with names", False)])
-def test_missing_values_pass_only_to_a_model_whose_tags_allow_nan(models, name, allowed):
-    schema = ModelSchema.of(models[name])
+def test_missing_values_pass_only_to_a_model_measured_to_take_them(models, name, allowed):
+    contract = measure_loaded(models[name])
     rows = np.array([[5.1, np.nan, 1.4, 0.2]])
     if allowed:
-        assert as_list(conform(rows, schema)) == [[5.1, None, 1.4, 0.2]]
+        assert as_list(conform(rows, contract)) == [[5.1, None, 1.4, 0.2]]
     else:
-        with pytest.raises(BadRequest, match="row 1, column 2 is missing; this model needs every value"):
-            conform(rows, schema)
+        with pytest.raises(BadRequest, match=r"row 1, column 2( \(sepal_width\))? is missing; this model needs a value"):
+            conform(rows, contract)
 
 
 # -- custom attributes and probabilities --------------------------------------------------------
@@ -555,13 +567,13 @@ def test_custom_attributes_are_key_value_pairs(header, expected):
     ("a=1", "probabilities", "probabilities"),
 ])
 def test_requested_output_comes_from_the_header_or_the_default(header, default, expected):
-    assert requested_output(header, default) == expected
+    assert requested_output(custom_attributes(header), default) == expected
 
 
 @pytest.mark.parametrize("header", ["output=labels", "output=proba", "a=1, output=probability"])
 def test_an_unknown_output_is_a_400(header):
     with pytest.raises(BadRequest) as raised:
-        requested_output(header, "predictions")
+        requested_output(custom_attributes(header), "predictions")
     value = custom_attributes(header)["output"]
     assert raised.value.message == (
         f"custom attribute output={value!r}: use output=predictions or output=probabilities")
@@ -636,12 +648,12 @@ def post(client, body: bytes, content_type: str = "text/csv", **headers):
 def test_every_input_format_is_served(serve_model, iris_model, content_type, body):
     response = post(serve_model(iris_model), body, content_type)
     assert response.status_code == 200, response.data
-    assert response.data == b"setosa\nvirginica\n"
+    assert response.get_data(as_text=True).splitlines() == iris_model.predict(np.array([SETOSA, VIRGINICA])).tolist()
 
 
 def test_a_single_json_row_is_served(serve_model, iris_model):
     response = post(serve_model(iris_model), json_of(SETOSA), "application/json")
-    assert response.data == b"setosa\n"
+    assert response.get_data(as_text=True).splitlines() == iris_model.predict(np.array([SETOSA])).tolist()
 
 
 @pytest.mark.parametrize(("content_type", "body"), [
@@ -653,17 +665,41 @@ def test_a_single_json_row_is_served(serve_model, iris_model):
 def test_named_features_are_served_in_any_column_order(serve_model, iris_pipeline, content_type, body):
     response = post(serve_model(iris_pipeline), body, content_type)
     assert response.status_code == 200, response.data
-    assert response.data == b"setosa\nvirginica\n"
+    expected = iris_pipeline.predict(pd.DataFrame([SETOSA, VIRGINICA], columns=NAMES))
+    assert response.get_data(as_text=True).splitlines() == expected.tolist()
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("text/csv", b"5.1,3.5,1.4,0.2\n\n6.7,3.0,5.2,2.3\n"),
+    ("text/csv", b"5.1,3.5,1.4,0.2\n,,,\n6.7,3.0,5.2,2.3\n"),
+    ("application/jsonlines", b"[5.1, 3.5, 1.4, 0.2]\n\n[6.7, 3.0, 5.2, 2.3]\n"),
+])
+def test_a_blank_line_is_a_row_of_missing_values_answered_in_its_place(serve_model, iris_model, content_type, body):
+    response = post(serve_model(iris_model), body, content_type)
+    assert response.status_code == 200, response.data
+    expected = iris_model.predict(np.array([SETOSA, [np.nan] * 4, VIRGINICA]))
+    assert response.get_data(as_text=True).splitlines() == expected.tolist()
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("text/csv", b"5.1,3.5,1.4,0.2\n\n"),
+    ("application/jsonlines", b"[5.1, 3.5, 1.4, 0.2]\n\n"),
+])
+def test_a_blank_line_is_a_400_naming_its_row_for_a_model_that_needs_values(serve_model, iris_pipeline,
+                                                                           content_type, body):
+    response = post(serve_model(iris_pipeline), body, content_type)
+    assert response.status_code == 400
+    assert response.get_data(as_text=True) == "row 2, column 1 (sepal_length) is missing; this model needs a value there\n"
 
 
 @pytest.mark.parametrize(("model", "content_type", "body", "message"), [
-    ("iris_model", "application/json", json_of({"columns": NAMES, "data": [SETOSA]}),
-     "this model was trained without feature names; send rows as lists of values instead of named columns "
-     "or records\n"),
+    ("iris_model", "application/json", json_of({"columns": NAMES[:1], "data": [SETOSA[:1]]}),
+     "feature names do not match the model's (missing 'column_2', 'column_3', 'column_4', 'column_5'; "
+     "unknown 'sepal_length')\n"),
     ("iris_pipeline", "application/json", json_of([{"sepal_length": 5.1}]),
      "feature names do not match the model's (missing 'sepal_width', 'petal_length', 'petal_width')\n"),
     ("iris_pipeline", "application/json", json_of([[5.1, None, 1.4, 0.2]]),
-     "row 1, column 2 is missing; this model needs every value\n"),
+     "row 1, column 2 (sepal_width) is missing; this model needs a value there\n"),
     ("iris_model", "application/x-npy", npy([1.0, 2.0]), "each row needs 4 features, got 2\n"),
     ("iris_model", "application/json", b"[[1, 2, 3, 4]", "the JSON body is not valid JSON: "
                                                           "Expecting ',' delimiter: line 1 column 14 (char 13)\n"),
