@@ -47,12 +47,14 @@ def iris_pipeline(iris) -> Pipeline:
 
 
 def build_hooks(model, **overrides) -> Hooks:
-    """Hooks as predictor.py wires them, around an already built model; override any of them."""
+    """Hooks as predictor.py wires them, around an already built model; override any of them. Each
+    hook takes the request's `Invocation` as its last argument."""
     hooks = Hooks(
         model_fn=lambda model_dir: model,
-        input_fn=decoders.decode,
-        predict_fn=lambda data, loaded: loaded.predict(data),
-        output_fn=encoders.encode,
+        input_fn=lambda body, content_type, invocation: invocation.conform(
+            decoders.decode(body, content_type, invocation.contract.n_features)),
+        predict_fn=lambda data, loaded, invocation: loaded.predict(data),
+        output_fn=lambda prediction, accept, invocation: encoders.encode(prediction, accept),
         accept_types=tuple(encoders.ENCODERS),
     )
     return dataclasses.replace(hooks, **overrides)

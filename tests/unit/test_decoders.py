@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from sagemaker_byo import decoders
+from sagemaker_byo.contract import Column, InputContract, conform
 from sagemaker_byo.decoders import SMALL_CSV_BYTES, decode, decode_csv
 from sagemaker_byo.errors import BadRequest, UnsupportedMediaType
-from sagemaker_byo.contract import Column, InputContract, conform
 
 SIZES = ["small", "large"]
 NAN = np.nan
