@@ -7,17 +7,22 @@ import logging
 
 import numpy as np
 import pytest
+import sklearn
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
-from sagemaker_byo import settings
+from sagemaker_byo import contract, decoders, encoders, settings
 from sagemaker_byo.errors import (
     BadRequest,
+    HookError,
     ModelNotReady,
     NotAcceptable,
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from sagemaker_byo.inference import ModelSchema, conform
-from sagemaker_byo.server import LoadedModel, create_app, invoke, load_model
+from sagemaker_byo.inference import Invocation, probabilities
+from sagemaker_byo.server import LoadedModel, create_app, input_contract, invoke, load_model
 
 MB = 1024 * 1024
 ANSWERS = "text/csv, application/json, application/jsonlines"  # what encoders.ENCODERS writes
@@ -25,7 +30,7 @@ READS = "text/csv, application/json, application/jsonlines, application/x-jsonli
 
 
 def loaded(model) -> LoadedModel:
-    return LoadedModel(model, schema=ModelSchema.of(model))
+    return LoadedModel(model, contract=contract.measure_loaded(model))
 
 
 def csv_of(rows: np.ndarray) -> bytes:
@@ -61,15 +66,15 @@ def test_invoke_keeps_rows_in_input_order(iris_model, shuffled_rows, make_hooks,
 
 
 def test_invoke_encodes_a_str_from_output_fn(iris_model, make_hooks, make_config):
-    hooks = make_hooks(iris_model, output_fn=lambda prediction, accept: "|".join(prediction))
+    hooks = make_hooks(iris_model, output_fn=lambda prediction, accept, invocation: "|".join(prediction))
     body, _ = invoke(hooks, loaded(iris_model), b"5.1,3.5,1.4,0.2\n", None, None, make_config())
-    assert body == b"setosa"
+    assert body == "|".join(iris_model.predict([[5.1, 3.5, 1.4, 0.2]])).encode()
 
 
 def test_invoke_passes_the_negotiated_type_to_output_fn(iris_model, make_hooks, make_config):
     seen = []
     hooks = make_hooks(iris_model, accept_types=("text/csv", "application/json"),
-                       output_fn=lambda prediction, accept: seen.append(accept) or b"[]")
+                       output_fn=lambda prediction, accept, invocation: seen.append(accept) or b'["x"]')
     _, media_type = invoke(hooks, loaded(iris_model), b"1,2,3,4\n", "text/csv",
                            "application/json;q=0.9, text/plain", make_config())
     assert seen == ["application/json"] == [media_type]
@@ -77,7 +82,7 @@ def test_invoke_passes_the_negotiated_type_to_output_fn(iris_model, make_hooks, 
 
 def test_invoke_hands_the_raw_body_and_content_type_to_input_fn(iris_model, make_hooks, make_config):
     seen = []
-    hooks = make_hooks(iris_model, input_fn=lambda data, content_type: seen.append((data, content_type))
+    hooks = make_hooks(iris_model, input_fn=lambda data, content_type, invocation: seen.append((data, content_type))
                        or np.zeros((1, 4)))
     invoke(hooks, loaded(iris_model), b"anything", "application/x-custom; v=1", None, make_config())
     assert seen == [(b"anything", "application/x-custom; v=1")]
@@ -110,7 +115,7 @@ def test_invoke_answers_503_while_the_model_is_not_loaded_without_the_load_error
 
 
 def test_invoke_turns_a_value_error_from_the_model_into_400(iris_model, make_hooks, make_config):
-    def predict(data, model):
+    def predict(data, model, invocation):
         raise ValueError("Input X contains NaN")
 
     with pytest.raises(BadRequest, match="the model cannot use this input: Input X contains NaN"):
@@ -121,17 +126,35 @@ def test_invoke_turns_a_value_error_from_the_model_into_400(iris_model, make_hoo
 @pytest.mark.parametrize(("shape", "raises"), [((3, 4), False), ((3, 5), True), ((4,), False)])
 def test_conform_compares_columns_with_the_model(iris_model, shape, raises):
     data = np.zeros(shape)
-    schema = ModelSchema.of(iris_model)
+    measured = contract.measure_loaded(iris_model)
     if raises:
         with pytest.raises(BadRequest, match="each row needs 4 features, got 5"):
-            conform(data, schema)
+            contract.conform(data, measured)
     else:
-        assert conform(data, schema) is data
+        assert contract.conform(data, measured) is data
 
 
 def test_conform_ignores_a_model_without_n_features():
     data = np.zeros((2, 9))
-    assert conform(data, ModelSchema.of(object())) is data
+    assert contract.conform(data, contract.measure_loaded(object())) is data
+
+
+def test_input_contract_is_read_from_model_json_when_it_is_there(iris_model):
+    saved = contract.InputContract((contract.Column("a", True, False),), True, False, True)
+    assert input_contract(iris_model, {"input": saved.as_json()}) == saved
+
+
+def test_input_contract_is_measured_for_a_model_without_model_json(iris_model):
+    assert input_contract(iris_model, None) == contract.measure_loaded(iris_model)
+
+
+def test_a_damaged_contract_in_model_json_is_measured_instead(iris_model, caplog):
+    assert input_contract(iris_model, {"input": {"columns": []}}) == contract.measure_loaded(iris_model)
+    assert "ignoring the input contract" in caplog.text
+
+
+def test_load_model_measures_the_contract(tmp_path, iris_model, make_hooks):
+    assert load_model(make_hooks(iris_model), tmp_path).contract == contract.measure_loaded(iris_model)
 
 
 def test_load_model_reports_the_error_instead_of_raising(tmp_path, caplog, make_hooks):
@@ -149,6 +172,126 @@ def test_model_fn_gets_the_model_folder_as_a_string(tmp_path, make_hooks):
     loaded = load_model(make_hooks(None, model_fn=lambda model_dir: seen.append(model_dir) or "m"), tmp_path)
     assert loaded.ready and loaded.model == "m"
     assert seen == [str(tmp_path)]
+
+
+def invoke_with(hooks, model, body: bytes = b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n", config=None,
+                accept=None, attributes=None):
+    return invoke(hooks, loaded(model), body, "text/csv", accept, config or settings.serving({}), attributes)
+
+
+def test_predict_fn_giving_one_answer_fewer_is_a_500_naming_predict_fn(iris_model, make_hooks):
+    hooks = make_hooks(iris_model, predict_fn=lambda data, model, invocation: model.predict(data)[:-1])
+    with pytest.raises(HookError) as raised:
+        invoke_with(hooks, iris_model)
+    assert raised.value.status == 500
+    assert raised.value.message.startswith("predict_fn gave 1 answers for 2 rows")
+
+
+def test_predict_fn_giving_one_answer_fewer_is_a_500_in_the_log(make_client, make_hooks, iris_model, caplog):
+    client = make_client(make_hooks(iris_model, predict_fn=lambda data, model, invocation: model.predict(data)[:-1]))
+    with caplog.at_level(logging.ERROR):
+        response = client.post("/invocations", data=b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n", content_type="text/csv")
+    assert assert_short_text(response, 500).startswith("predict_fn gave 1 answers for 2 rows")
+    assert "predict_fn gave 1 answers for 2 rows" in caplog.text
+
+
+@pytest.mark.parametrize("accept", ["text/csv", "application/json", "application/jsonlines"])
+def test_output_fn_writing_fewer_answers_than_rows_is_a_500_naming_output_fn(iris_model, make_hooks, accept):
+    def output(prediction, accept, invocation):
+        return encoders.encode(prediction[:1], accept)
+
+    with pytest.raises(HookError) as raised:
+        invoke_with(make_hooks(iris_model, output_fn=output), iris_model, accept=accept)
+    assert raised.value.status == 500
+    assert raised.value.message.startswith("output_fn gave 1 answers for 2 rows")
+
+
+def test_a_blank_line_gets_its_own_answer(iris_model, make_hooks):
+    body, _ = invoke_with(make_hooks(iris_model), iris_model, b"5.1,3.5,1.4,0.2\n\n6.7,3.0,5.2,2.3\n")
+    expected = iris_model.predict(np.array([[5.1, 3.5, 1.4, 0.2], [np.nan] * 4, [6.7, 3.0, 5.2, 2.3]]))
+    assert body.decode().splitlines() == expected.tolist()
+
+
+@pytest.mark.parametrize("hook", ["input_fn", "predict_fn", "output_fn"])
+def test_bad_request_from_any_hook_is_a_400_with_its_message(iris_model, make_hooks, hook):
+    hooks = make_hooks(iris_model, **{hook: _raise(BadRequest("send colours, not shapes"))})
+    with pytest.raises(BadRequest) as raised:
+        invoke_with(hooks, iris_model)
+    assert raised.value.status == 400
+    assert raised.value.message == "send colours, not shapes"
+
+
+def test_bad_request_from_a_hook_is_answered_400_over_http(make_client, make_hooks, iris_model):
+    client = make_client(make_hooks(iris_model, output_fn=_raise(BadRequest("no labels today"))))
+    response = client.post("/invocations", data=b"5.1,3.5,1.4,0.2\n", content_type="text/csv")
+    assert assert_short_text(response, 400) == "no labels today\n"
+
+
+def test_a_value_error_from_input_fn_is_a_400_saying_the_body_cannot_be_read(iris_model, make_hooks):
+    hooks = make_hooks(iris_model, input_fn=_raise(ValueError("bad\n  header")))
+    with pytest.raises(BadRequest) as raised:
+        invoke_with(hooks, iris_model)
+    assert raised.value.message == "the body cannot be read: bad header"
+
+
+def test_a_value_error_from_output_fn_is_a_500(iris_model, make_hooks):
+    hooks = make_hooks(iris_model, output_fn=_raise(ValueError("cannot write")))
+    with pytest.raises(ValueError, match="cannot write"):
+        invoke_with(hooks, iris_model)
+
+
+def test_a_custom_input_fn_giving_a_list_of_strings_serves_a_text_model(make_hooks):
+    texts = ["good fine great", "bad awful poor", "great good", "poor bad"]
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(texts, ["pos", "neg", "pos", "neg"])
+    hooks = make_hooks(model, input_fn=lambda body, content_type, invocation: body.decode().splitlines())
+    body, _ = invoke(hooks, LoadedModel(model, contract=contract.UNKNOWN), b"great\nawful\nfine\n",
+                     "text/plain", None, settings.serving({}))
+    assert body.decode().splitlines() == model.predict(["great", "awful", "fine"]).tolist()
+
+
+def test_the_invocation_carries_accept_custom_attributes_and_the_contract(iris_model, make_hooks):
+    seen: list[Invocation] = []
+
+    def predict(data, model, invocation):
+        seen.append(invocation)
+        return probabilities(model, data) if invocation.wants_probabilities else model.predict(data)
+
+    hooks = make_hooks(iris_model, predict_fn=predict)
+    body, media_type = invoke_with(hooks, iris_model, accept="application/json",
+                                   attributes="output=probabilities, trace=42")
+    (invocation,) = seen
+    assert invocation.accept == media_type == "application/json"
+    assert invocation.custom_attributes == {"output": "probabilities", "trace": "42"}
+    assert invocation.wants_probabilities
+    assert invocation.content_type == "text/csv"
+    assert invocation.contract == contract.measure_loaded(iris_model)
+    rows = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
+    assert [list(p.values()) for p in json.loads(body)["predictions"]] == iris_model.predict_proba(rows).tolist()
+
+
+def test_predictions_are_wanted_unless_probabilities_are_asked_for(iris_model, make_hooks):
+    seen = []
+    hooks = make_hooks(iris_model, predict_fn=lambda data, model, invocation: seen.append(
+        invocation.wants_probabilities) or model.predict(data))
+    invoke_with(hooks, iris_model)
+    invoke_with(hooks, iris_model, attributes="output=predictions")
+    assert seen == [False, False]
+
+
+def test_the_finite_check_is_skipped_only_for_conformed_input(iris_model, make_hooks):
+    seen = []
+
+    def predict(data, model, invocation):
+        seen.append(sklearn.get_config()["assume_finite"])
+        return model.predict(data)
+
+    conformed = make_hooks(iris_model, predict_fn=predict)
+    raw = make_hooks(iris_model, predict_fn=predict,
+                     input_fn=lambda body, content_type, invocation: decoders.decode(body, content_type))
+    invoke_with(conformed, iris_model)
+    invoke_with(raw, iris_model)
+    assert seen == [True, False]
+    assert sklearn.get_config()["assume_finite"] is False  # only for the request
 
 
 # -- the Flask app -----------------------------------------------------------------------------
@@ -245,7 +388,7 @@ def test_malformed_body_returns_400_with_a_short_reason(client, body, message):
 
 def test_empty_cell_reaches_the_model_as_nan(make_client, make_hooks, iris_model):
     seen = []
-    client = make_client(make_hooks(iris_model, predict_fn=lambda data, model: seen.append(data) or ["ok"]))
+    client = make_client(make_hooks(iris_model, predict_fn=lambda data, model, invocation: seen.append(data) or ["ok"]))
     response = client.post("/invocations", data=b"1,2,,4\n", content_type="text/csv")
     assert response.status_code == 200
     np.testing.assert_array_equal(seen[0], [[1, 2, np.nan, 4]])
@@ -277,11 +420,16 @@ def test_unknown_route_or_method_answers_with_a_short_message(client, method, pa
     assert assert_short_text(getattr(client, method)(path), status) == message
 
 
-def test_unexpected_error_returns_500_without_a_traceback(make_client, iris_model, caplog, make_hooks):
-    def predict(data, model):
-        raise RuntimeError("secret internals")
+def _raise(error: Exception):
+    def hook(*args):
+        raise error
 
-    client = make_client(make_hooks(iris_model, predict_fn=predict))
+    return hook
+
+
+@pytest.mark.parametrize("hook", ["input_fn", "predict_fn", "output_fn"])
+def test_unexpected_error_returns_500_without_a_traceback(make_client, iris_model, caplog, make_hooks, hook):
+    client = make_client(make_hooks(iris_model, **{hook: _raise(RuntimeError("secret internals"))}))
     with caplog.at_level(logging.ERROR):
         response = client.post("/invocations", data=b"1,2,3,4\n", content_type="text/csv")
     text = assert_short_text(response, 500)
@@ -308,12 +456,12 @@ def test_default_accept_must_be_a_type_output_fn_can_produce(iris_model, tmp_pat
 
 def test_configured_default_accept_answers_requests_without_accept(make_client, iris_model, make_hooks, make_config):
     hooks = make_hooks(iris_model, accept_types=("text/csv", "application/json"),
-                       output_fn=lambda prediction, accept: json.dumps(prediction.tolist()))
+                       output_fn=lambda prediction, accept, invocation: json.dumps(prediction.tolist()))
     client = make_client(hooks, make_config(default_accept="application/json"))
     response = client.post("/invocations", data=b"5.1,3.5,1.4,0.2\n", content_type="text/csv")
     assert response.status_code == 200
     assert response.mimetype == "application/json"
-    assert json.loads(response.data) == ["setosa"]
+    assert json.loads(response.data) == iris_model.predict([[5.1, 3.5, 1.4, 0.2]]).tolist()
 
 
 def test_the_model_is_loaded_once_when_the_app_is_created(make_client, iris_model, make_hooks):
