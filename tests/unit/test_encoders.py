@@ -1,4 +1,5 @@
-"""Predictions to CSV: one line per input row, in input order, quoted only where CSV needs it."""
+"""Predictions to response bodies: one line per input row in CSV and JSON Lines, in input order, quoted only
+where CSV needs it; records in every type; NaN as null in JSON; and counting the answers a body holds."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import io
 import numpy as np
 import pytest
 
-from sagemaker_byo.encoders import ENCODERS, encode, encode_csv
+from sagemaker_byo.encoders import ENCODERS, count, encode, encode_csv
 from sagemaker_byo.errors import NotAcceptable
 
 
@@ -112,3 +113,56 @@ def test_a_text_enum_label_is_written_as_its_text_alone_or_among_other_labels():
     assert encode(np.array([Colour.RED, "blue"], dtype=object), "text/csv") == b"red\nblue\n"
     assert encode(np.array([Colour.RED, 1], dtype=object), "text/csv") == b"red\n1\n"
     assert encode(np.array([Colour.RED, "a,b"], dtype=object), "text/csv") == b'red\n"a,b"\n'
+
+
+# -- records, missing values and counting answers ----------------------------------------------
+
+RECORDS = [{"label": "cat", "score": 0.75}, {"label": "dog", "score": np.float64(0.5), "note": "a,b"}]
+
+
+@pytest.mark.parametrize(("accept", "expected"), [
+    ("application/json", b'{"predictions": [{"label": "cat", "score": 0.75}, '
+                         b'{"label": "dog", "score": 0.5, "note": "a,b"}]}'),
+    ("application/jsonlines", b'{"label": "cat", "score": 0.75}\n{"label": "dog", "score": 0.5, "note": "a,b"}\n'),
+    ("text/csv", b'cat,0.75,\ndog,0.5,"a,b"\n'),  # a column per key in first-seen order, no header
+])
+def test_records_are_encoded_in_every_type(accept, expected):
+    assert encode(RECORDS, accept) == expected
+
+
+def test_records_with_nested_values_and_booleans_are_csv_cells():
+    body = encode_csv([{"ok": True, "scores": [0.25, 0.75]}, {"ok": False, "scores": None}])
+    assert list(csv.reader(io.StringIO(body.decode()))) == [["true", "[0.25, 0.75]"], ["false", ""]]
+
+
+@pytest.mark.parametrize(("prediction", "accept", "expected"), [
+    (np.array([0.5, np.nan]), "application/json", b'{"predictions": [0.5, null]}'),
+    (np.array([[np.nan, 1.0]]), "application/jsonlines", b"[null, 1.0]\n"),
+    ([{"score": float("nan")}], "application/json", b'{"predictions": [{"score": null}]}'),
+    ([{"score": np.inf}], "application/jsonlines", b'{"score": null}\n'),
+    ([{"score": np.nan, "label": "x"}], "text/csv", b",x\n"),
+])
+def test_a_missing_or_infinite_value_is_null_in_json_and_an_empty_cell_in_csv(prediction, accept, expected):
+    assert encode(prediction, accept) == expected
+
+
+@pytest.mark.parametrize("accept", list(ENCODERS))
+@pytest.mark.parametrize("prediction", [
+    np.array(["a", "b,c", 'say "hi"']),
+    np.array([[0.1, 0.9], [1.0, 0.0], [0.5, 0.5]]),
+    [{"label": "two\nlines", "score": 1}, {"label": "b"}, {"score": 2}],
+])
+def test_count_reads_back_one_answer_per_row(prediction, accept):
+    assert count(encode(prediction, accept), accept) == 3
+
+
+@pytest.mark.parametrize(("body", "accept", "expected"), [
+    (b"a\nb", "text/csv", 2),  # no final newline
+    (b"", "text/csv", 0),
+    (b'["a", "b"]', "application/json", 2),  # a bare list
+    (b'{"labels": ["a"]}', "application/json", None),  # a shape it does not know: not checked
+    (b"not json", "application/json", None),
+    (b"a\n", "application/xml", None),
+])
+def test_count_of_a_custom_body(body, accept, expected):
+    assert count(body, accept) == expected
