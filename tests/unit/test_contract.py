@@ -1,0 +1,218 @@
+"""The input contract: measured by calling a model's own predict (never inferred from its class)
+over several kinds of model built here, saved in model.json and read back, and how `conform`
+holds a request to it with a 400 naming row and column."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OrdinalEncoder, StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+
+from sagemaker_byo.contract import UNKNOWN, Column, InputContract, conform, measure, measure_loaded
+from sagemaker_byo.decoders import decode
+from sagemaker_byo.errors import BadRequest
+
+NAMES = ("colour", "length", "size")
+HEADERLESS = ("column_2", "column_3")
+NUMBERS = pd.DataFrame({"column_2": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "column_3": [0.5, 0.1, 0.9, 0.3, 0.7, 0.2]})
+LABELS = ["no", "yes", "no", "yes", "no", "yes"]
+CATEGORIES = pd.DataFrame({"colour": ["red", "blue", "red", "green"], "length": [1.0, 2.0, 3.0, 4.0],
+                           "size": ["S", "M", "L", "M"]})
+TEXTS = pd.DataFrame({"review": ["good great fine", "bad awful poor", "great good", "poor bad awful"]})
+
+
+def numeric(names, accepts_missing, frame=False) -> InputContract:
+    return InputContract(tuple(Column(n, False, accepts_missing) for n in names), frame, False, True)
+
+
+@pytest.fixture(scope="module")
+def tree():
+    return DecisionTreeClassifier(random_state=0).fit(NUMBERS.to_numpy(), LABELS)
+
+
+@pytest.fixture(scope="module")
+def knn():
+    """StandardScaler + KNeighborsClassifier: refuses missing values."""
+    return make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=1)).fit(NUMBERS.to_numpy(), LABELS)
+
+
+@pytest.fixture(scope="module")
+def text_model():
+    """TF-IDF on one text column of a DataFrame."""
+    vectorize = ColumnTransformer([("text", TfidfVectorizer(), "review")])
+    return make_pipeline(vectorize, LogisticRegression()).fit(TEXTS, ["pos", "neg", "pos", "neg"])
+
+
+@pytest.fixture(scope="module")
+def categorical_model():
+    """A ColumnTransformer with OrdinalEncoder, as algo/train builds one for text columns."""
+    encode = ColumnTransformer([("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+                                 ["colour", "size"])], remainder="passthrough")
+    return make_pipeline(encode, DecisionTreeClassifier(random_state=0)).fit(CATEGORIES, ["no", "yes", "no", "yes"])
+
+
+class Doubler:
+    """Not scikit-learn: only a predict, of arrays of numbers, that refuses missing values."""
+
+    n_features_in_ = 2
+
+    def predict(self, data):
+        array = np.asarray(data, dtype=np.float64)
+        if array.ndim != 2 or array.shape[1] != 2 or np.isnan(array).any():
+            raise ValueError("two numbers per row, please")
+        return array.sum(axis=1) * 2
+
+
+# -- measuring --------------------------------------------------------------------------------
+
+def test_a_tree_takes_an_array_with_missing_values_but_no_infinity(tree):
+    assert measure(tree, NUMBERS) == numeric(HEADERLESS, True)
+    assert measure_loaded(tree) == numeric(HEADERLESS, True)
+
+
+def test_a_scaler_and_knn_pipeline_refuses_missing_values(knn):
+    assert measure(knn, NUMBERS) == numeric(HEADERLESS, False)
+    assert measure_loaded(knn) == numeric(HEADERLESS, False)
+
+
+def test_a_tfidf_pipeline_takes_its_text_column_as_a_dataframe(text_model):
+    measured = measure(text_model, TEXTS)
+    assert measured.frame and measured.measured
+    assert measured.names == ("review",) and measured.text_columns == ("review",)
+    loaded = measure_loaded(text_model)  # the vectorizer's words tell which column holds text
+    assert loaded.names == ("review",) and loaded.text_columns == ("review",) and loaded.frame
+
+
+def test_an_ordinal_encoder_pipeline_has_text_columns_among_numbers(categorical_model):
+    measured = measure(categorical_model, CATEGORIES)
+    assert measured.names == NAMES and measured.text_columns == ("colour", "size") and measured.frame
+    loaded = measure_loaded(categorical_model)
+    assert loaded.names == NAMES and loaded.text_columns == ("colour", "size")
+
+
+def test_an_older_model_json_gives_names_and_text_columns_to_a_model_without_them(tree):
+    loaded = measure_loaded(tree, names=["a", "b"], text=[])
+    assert loaded == numeric(("a", "b"), True)
+
+
+def test_a_non_scikit_learn_model_is_measured_by_its_predict_alone():
+    expected = InputContract(tuple(Column(n, False, False) for n in HEADERLESS), False, True, True)  # sums inf
+    assert measure_loaded(Doubler()) == expected
+    assert measure(Doubler(), NUMBERS) == expected
+
+
+def test_an_object_without_feature_count_or_predict_has_an_unknown_contract():
+    assert measure_loaded(object()) == UNKNOWN
+    data = np.array([["anything", 1.0]], dtype=object)
+    assert conform(data, UNKNOWN) is data  # requests go to it as decoded
+
+
+def test_a_model_that_cannot_predict_its_training_rows_is_not_measured():
+    class Broken:
+        def predict(self, data):
+            raise RuntimeError("no")
+
+    measured = measure(Broken(), NUMBERS)
+    assert not measured.measured and not measured.checks_values
+
+
+# -- model.json -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [
+    UNKNOWN,
+    numeric(HEADERLESS, True),
+    InputContract((Column("colour", True, True), Column("length", False, False)), True, False, True),
+])
+def test_the_contract_round_trips_through_json(value):
+    assert InputContract.from_json(json.loads(json.dumps(value.as_json()))) == value
+
+
+def test_measured_contracts_round_trip_through_json(categorical_model, text_model, knn):
+    for model, sample in ((categorical_model, CATEGORIES), (text_model, TEXTS), (knn, NUMBERS)):
+        measured = measure(model, sample)
+        assert InputContract.from_json(measured.as_json()) == measured
+
+
+# -- conforming -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("body", "content_type", "message"), [
+    (b"1,2\n,3\n", "text/csv", "row 2, column 1 is missing; this model needs a value there"),
+    (b"1,2\n\n", "text/csv", "row 2, column 1 is missing; this model needs a value there"),  # a blank line
+    (b"1,inf\n", "text/csv", "row 1, column 2 is infinite or too large; send finite numbers"),
+    (b"1,x\n", "text/csv", "row 1, column 2: 'x' is not a number"),
+    (b"1,2,3\n", "text/csv", "each row needs 2 features, got 3"),
+])
+def test_conform_names_row_and_column_for_a_headerless_model(knn, body, content_type, message):
+    with pytest.raises(BadRequest) as raised:
+        conform(decode(body, content_type), measure_loaded(knn))
+    assert raised.value.status == 400 and raised.value.message == message
+
+
+@pytest.mark.parametrize(("body", "content_type", "message"), [
+    (b"red,long,S\n", "text/csv", "row 1, column 2 (length): 'long' is not a number"),
+    (b"red,1,S\nblue,2,M\ngreen,x,L\n", "text/csv", "row 3, column 2 (length): 'x' is not a number"),
+    (b'[{"length": "tall", "colour": "red", "size": "S"}]', "application/json",
+     "row 1, column 2 (length): 'tall' is not a number"),  # numbered in the model's column order
+    (b"red,inf,S\n", "text/csv", "row 1, column 2 (length) is infinite or too large; send finite numbers"),
+])
+def test_conform_names_the_models_feature_after_the_column_number(categorical_model, body, content_type, message):
+    with pytest.raises(BadRequest) as raised:
+        conform(decode(body, content_type), measure(categorical_model, CATEGORIES))
+    assert raised.value.message == message
+
+
+def test_a_text_column_refusing_missing_values_names_its_cell():
+    refusing = InputContract((Column("colour", True, False), Column("length", False, True)), True, False, True)
+    with pytest.raises(BadRequest) as raised:
+        conform(decode(b"red,1\n,2\n", "text/csv"), refusing)
+    assert raised.value.message == "row 2, column 1 (colour) is missing; this model needs a value there"
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b"red,1.5,S\nblue,2,M\npurple,9,XXL\n", "text/csv"),  # categories training never saw pass
+    (b'[["red", 1.5, "S"], ["blue", 2, "M"], ["purple", 9, "XXL"]]', "application/json"),
+    (b'[{"size": "S", "colour": "red", "length": 1.5}, {"colour": "blue", "length": 2, "size": "M"}, '
+     b'{"length": 9, "size": "XXL", "colour": "purple"}]', "application/json"),  # records in any order
+])
+def test_conformed_rows_predict_as_the_categorical_pipeline_does(categorical_model, body, content_type):
+    frame = conform(decode(body, content_type), measure(categorical_model, CATEGORIES))
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(NAMES)
+    assert frame["length"].dtype == np.float64
+    expected = categorical_model.predict(pd.DataFrame(
+        {"colour": ["red", "blue", "purple"], "length": [1.5, 2.0, 9.0], "size": ["S", "M", "XXL"]}))
+    assert categorical_model.predict(frame).tolist() == expected.tolist()
+
+
+def test_a_missing_category_stays_missing_for_a_pipeline_that_takes_it(categorical_model):
+    measured = measure(categorical_model, CATEGORIES)
+    frame = conform(decode(b",1.5,\n", "text/csv"), measured)
+    assert frame["colour"].isna().all() and frame["size"].isna().all()
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b"red,1,1\n", "text/csv"),
+    (b'[["red", 1, 1]]', "application/json"),
+])
+def test_a_number_in_a_text_column_matches_the_category_training_read(categorical_model, body, content_type):
+    frame = conform(decode(body, content_type), measure(categorical_model, CATEGORIES))
+    assert frame["size"].tolist() == ["1"]
+
+
+def test_conformed_text_rows_predict_as_the_tfidf_pipeline_does(text_model):
+    frame = conform(decode(b"great good\nawful\n", "text/csv"), measure(text_model, TEXTS))
+    assert text_model.predict(frame).tolist() == text_model.predict(
+        pd.DataFrame({"review": ["great good", "awful"]})).tolist()
+
+
+def test_conformed_rows_predict_as_a_non_scikit_learn_model_does():
+    rows = conform(decode(b"1,2\n3,4\n", "text/csv"), measure_loaded(Doubler()))
+    assert Doubler().predict(rows).tolist() == [6.0, 14.0]
