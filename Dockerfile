@@ -27,5 +27,7 @@ WORKDIR /opt/program
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
 
 # No ENTRYPOINT: SageMaker's `train` or `serve` argument is the command, found on PATH, and it
-# runs as PID 1 (as root, which SageMaker expects), so it receives SIGTERM itself.
-CMD ["serve"]
+# runs as PID 1 (as root, which SageMaker expects), so it receives SIGTERM itself. Started with
+# no command, `start` trains where a training job's /opt/ml/input/config is present and serves
+# otherwise, and replaces itself with that program (see algo/start).
+CMD ["start"]

@@ -6,8 +6,10 @@ Run `python gunicorn_conf.py` to print the effective settings as JSON.
 
 import gc
 import json
+import os
+import signal
 
-from sagemaker_byo import settings
+from sagemaker_byo import settings, supervisor
 
 _serving = settings.serving()
 
@@ -31,6 +33,17 @@ def pre_fork(server, worker):
     # Objects created before the fork (the model above all) are never touched by the collector
     # again, so their pages stay shared between the workers instead of being copied.
     gc.freeze()
+
+
+_set_parent_death_signal = supervisor.parent_death_signal_setter()
+
+
+def post_fork(server, worker):
+    # A worker ends with its master, even one killed outright, instead of serving on as an orphan.
+    if _set_parent_death_signal is not None:
+        _set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != worker.ppid:
+            os._exit(1)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ import pandas as pd
 import sklearn
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
+from threadpoolctl import threadpool_limits
 
-from . import channels, checkpoints, contract, evaluation, training
+from . import channels, checkpoints, contract, evaluation, resources, training
 from .algorithms import Algorithm, text_columns
 from .errors import AlgorithmError, UserError
 from .hyperparameters import IGNORED_PREFIXES, Param, Schema, decode
@@ -310,7 +311,10 @@ def train(job: training.Job, catalogue: dict[str, Algorithm]) -> None:
 
     array = fits_on_array(features, algorithm)
     data = model_input(features, array)
-    with _Refusal(name, task, own):
+    cpus = resources.cpus()
+    log.info("CPUs: %s; memory: %s", cpus, resources.describe_memory(resources.memory()))
+    # n_jobs=-1 and the native thread pools (OpenMP, BLAS) use the CPUs this container may use.
+    with _Refusal(name, task, own), threadpool_limits(cpus.value):
         if algorithm.fit is not None:
             log.info("fit started: algorithm %s on %d rows", name, len(y))
             fit_started = time.monotonic()
@@ -319,10 +323,15 @@ def train(job: training.Job, catalogue: dict[str, Algorithm]) -> None:
             job.check_stop()
         else:
             model = algorithm.build(dict(own), task, features)
+            replaced = resources.limit_n_jobs(model, cpus.value)
+            if replaced:
+                log.info("fitting with %s=%d", ", ".join(replaced), cpus.value)
             fingerprint = checkpoints.fingerprint(
                 params=params, task=task, rows=len(y), columns=list(map(str, features)),
                 sample=pd.util.hash_pandas_object(features.head(1000)).sum())
             model = fit(job, model, data, target_values, algorithm.grows, params["checkpoint_steps"], fingerprint)
+            if replaced:
+                model.set_params(**replaced)  # saved as given: the server sizes it to its own CPUs
 
     evaluated = {"train": (data, target_values)}
     if validation is not None:

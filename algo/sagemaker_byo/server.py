@@ -27,7 +27,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from . import contract as contracts
-from . import encoders, estimators, inference, media, settings
+from . import encoders, estimators, inference, media, resources, settings
 from .errors import BadRequest, HookError, HTTPError, ModelNotReady, PayloadTooLarge
 from .inference import Invocation
 
@@ -57,7 +57,9 @@ class LoadedModel:
         return self.error is None
 
 
-def load_model(hooks: Hooks, model_dir: Path) -> LoadedModel:
+def load_model(hooks: Hooks, model_dir: Path, threads: int | None = None) -> LoadedModel:
+    """The model of `model_dir` through `model_fn`, with its input contract; given `threads`, any
+    `n_jobs` that would use more threads than that per worker is lowered to it."""
     started = time.monotonic()
     try:
         model = hooks.model_fn(str(model_dir))
@@ -66,6 +68,10 @@ def load_model(hooks: Hooks, model_dir: Path) -> LoadedModel:
         log.exception("could not load the model from %s: %s; /ping will answer 503", model_dir, reason)
         return LoadedModel(error=reason)
     log.info("model loaded from %s in %.2fs", model_dir, time.monotonic() - started)
+    if threads is not None:
+        lowered = resources.limit_n_jobs(model, threads)
+        if lowered:
+            log.info("predicting with %s=%d, this worker's share of the CPUs", ", ".join(lowered), threads)
     contract = input_contract(model, _description(model_dir))
     try:
         estimators.memoize_introspection(model)
@@ -191,7 +197,7 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
         raise settings.SettingsError(
             f"{settings.DEFAULT_ACCEPT}={config.default_accept!r} is not one of {', '.join(hooks.accept_types)}"
         )
-    loaded = load_model(hooks, paths.model)
+    loaded = load_model(hooks, paths.model, threads=config.threads)
 
     app = Flask("sagemaker_byo")
     app.config["MAX_CONTENT_LENGTH"] = None  # the limit is ours, with our message

@@ -11,11 +11,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import resources
 # Names of the environment variables, with their defaults beside them.
 BASE_DIR = "SAGEMAKER_BASE_DIR"  # default /opt/ml
 LOG_LEVEL = "SAGEMAKER_CONTAINER_LOG_LEVEL"  # default INFO; a name or a number ("20")
 BIND_TO_PORT = "SAGEMAKER_BIND_TO_PORT"  # default 8080 (inference pipelines set it)
-WORKERS = "MODEL_SERVER_WORKERS"  # default: the CPUs this process may use
+WORKERS = "MODEL_SERVER_WORKERS"  # default: the CPUs this container may use (resources.cpus)
 TIMEOUT = "MODEL_SERVER_TIMEOUT"  # default 60 seconds, for nginx and gunicorn alike
 BATCH = "SAGEMAKER_BATCH"  # "true" in a batch transform
 MAX_PAYLOAD_IN_MB = "SAGEMAKER_MAX_PAYLOAD_IN_MB"  # default 6 (SageMaker's real-time limit)
@@ -120,6 +121,7 @@ class Serving:
     inference_output: str
     log_level: int
     preload: bool
+    threads: int = 1  # native threads per worker (OpenMP, BLAS, n_jobs): workers x threads <= CPUs
 
     @property
     def max_payload_bytes(self) -> int:
@@ -150,11 +152,9 @@ def _bool(env: dict[str, str], name: str, default: bool = False) -> bool:
     raise SettingsError(f"{name}={raw!r} is not true or false")
 
 
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+def cpu_count(env: dict[str, str] | None = None) -> int:
+    """The CPUs this container may use: affinity and cgroup quota (see resources)."""
+    return resources.cpus(env).value
 
 
 def log_level(env: dict[str, str] | None = None) -> int:
@@ -170,10 +170,19 @@ def log_level(env: dict[str, str] | None = None) -> int:
     return level
 
 
-def server_environment(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of gunicorn and its workers: this one, with the allocator defaults filled in."""
+def thread_environment(threads: int, env: dict[str, str] | None = None) -> dict[str, str]:
+    """OMP_NUM_THREADS and its kin set to `threads`, where the environment does not set them."""
+    env = os.environ if env is None else env
+    return {name: str(threads) for name in resources.THREAD_VARIABLES if not env.get(name, "").strip()}
+
+
+def server_environment(env: dict[str, str] | None = None, threads: int | None = None) -> dict[str, str]:
+    """The environment of gunicorn and its workers: this one, with the allocator defaults filled
+    in and, given `threads`, each worker's native thread pools sized to it."""
     env = os.environ if env is None else env
     unset = {name: value for name, value in ALLOCATOR_DEFAULTS.items() if not env.get(name, "").strip()}
+    if threads is not None:
+        unset.update(thread_environment(threads, env))
     return {**env, **unset}
 
 
@@ -184,9 +193,12 @@ def serving(env: dict[str, str] | None = None) -> Serving:
     inference_output = env.get(INFERENCE_OUTPUT, "").strip().lower() or "predictions"
     if inference_output not in {"predictions", "probabilities"}:
         raise SettingsError(f"{INFERENCE_OUTPUT}={inference_output!r}: use 'predictions' or 'probabilities'")
+    cpus = cpu_count(env)
+    workers = _int(env, WORKERS, cpus, 1, 1024)
     return Serving(
         port=_int(env, BIND_TO_PORT, DEFAULT_PORT, 1, 65535),
-        workers=_int(env, WORKERS, cpu_count(), 1, 1024),
+        workers=workers,
+        threads=resources.threads_per_worker(cpus, workers),
         timeout=_int(env, TIMEOUT, DEFAULT_TIMEOUT, 1, 3600),
         batch=batch,
         max_payload_mb=_int(env, MAX_PAYLOAD_IN_MB, DEFAULT_MAX_PAYLOAD_IN_MB, 1, ceiling),

@@ -6,6 +6,8 @@
   stops; exit 0. Whatever is still running after SHUTDOWN_GRACE seconds is killed and logged.
 - nginx or gunicorn dying on its own: stop the other and exit 1, so SageMaker replaces the
   container.
+- `serve` itself killed outright (SIGKILL): the kernel tells nginx and gunicorn (their parent-death
+  signal), and they stop instead of outliving it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import settings
+from . import resources, settings
 
 log = logging.getLogger("serve")
 
@@ -65,6 +67,36 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+# What the kernel sends a child when `serve` dies, however it dies: nginx's fast shutdown (TERM)
+# and gunicorn's quick one (QUIT), each of which stops the child's own workers too.
+PARENT_DEATH_SIGNAL = {"nginx": signal.SIGTERM, "gunicorn": signal.SIGQUIT}
+
+
+def on_parent_death(signum: int, parent: int):
+    """A preexec_fn: the child gets `signum` when the process that started it dies (Linux)."""
+    prctl = parent_death_signal_setter()
+
+    def preexec() -> None:
+        if prctl is not None:
+            prctl(signum)
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os.kill(os.getpid(), signum)
+    return preexec
+
+
+def parent_death_signal_setter():
+    """`set(signum)`, which asks the kernel to send this process signum when its parent dies; None
+    where there is no prctl (not Linux)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    return lambda signum: prctl(pr_set_pdeathsig, int(signum), 0, 0, 0)
+
+
 class Supervisor:
     def __init__(self, config: settings.Serving, runtime_dir: Path, use_nginx: bool) -> None:
         self.config = config
@@ -78,7 +110,8 @@ class Supervisor:
     # -- starting -----------------------------------------------------------------------
     def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> int:
         # Each child leads its own process group, so stopping it takes its workers along.
-        process = subprocess.Popen(command, cwd=ALGO_DIR, env=env, start_new_session=True)
+        process = subprocess.Popen(command, cwd=ALGO_DIR, env=env, start_new_session=True,
+                                   preexec_fn=on_parent_death(PARENT_DEATH_SIGNAL[name], os.getpid()))
         self.children[process.pid] = name
         log.info("started %s (pid %d)", name, process.pid)
         return process.pid
@@ -88,7 +121,7 @@ class Supervisor:
         return self._spawn("gunicorn", [
             sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF),
             "--bind", bind, "--chdir", str(ALGO_DIR), "wsgi:app",
-        ], env=settings.server_environment())
+        ], env=settings.server_environment(threads=self.config.threads))
 
     def start_nginx(self, model_ready: bool) -> int:
         conf = self.runtime_dir / "nginx.conf"
@@ -214,6 +247,18 @@ class Supervisor:
         return 0
 
 
+def log_resources(config: settings.Serving) -> None:
+    cpus = resources.cpus()
+    given = os.environ.get(settings.WORKERS, "").strip()
+    log.info("CPUs: %s; workers: %d (%s)", cpus, config.workers,
+             f"{settings.WORKERS}={given}" if given else "one per CPU")
+    log.info("memory: %s", resources.describe_memory(resources.memory()))
+    threads = {name: os.environ[name] for name in resources.THREAD_VARIABLES if os.environ.get(name, "").strip()}
+    if threads:
+        log.info("native thread pools as the environment sets them: %s",
+                 ", ".join(f"{k}={v}" for k, v in threads.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="serve", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -232,10 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     runtime_dir = Path(given or tempfile.mkdtemp(prefix="sagemaker-serve-"))
     runtime_dir.mkdir(parents=True, exist_ok=True)
     runtime_dir.chmod(0o755)  # nginx's workers (user nobody) must reach the socket
-    log.info("serving on port %d with %d workers, timeout %ds, body limit %d MB%s",
-             config.port, config.workers, config.timeout, config.max_payload_mb,
-             "" if not args.no_nginx else " (no nginx)")
     supervisor = Supervisor(config, runtime_dir, use_nginx=not args.no_nginx)
+    log.info("serving on port %d with %d workers x %d native threads, timeout %ds, body limit %d MB%s",
+             config.port, config.workers, config.threads, config.timeout, config.max_payload_mb,
+             "" if not args.no_nginx else " (no nginx)")
+    log_resources(config)
     try:
         return supervisor.run()
     except Exception:
