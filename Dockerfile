@@ -25,6 +25,8 @@ WORKDIR /opt/program
 
 # serve listens on SAGEMAKER_BIND_TO_PORT when it is set (inference pipelines).
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
+# Multi-model endpoints (SAGEMAKER_MULTI_MODEL=true): models loaded and unloaded through /models.
+LABEL com.amazonaws.sagemaker.capabilities.multi-models=true
 
 # No ENTRYPOINT: SageMaker's `train` or `serve` argument is the command, found on PATH, and it
 # runs as PID 1 (as root, which SageMaker expects), so it receives SIGTERM itself. Started with

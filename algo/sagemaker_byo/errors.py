@@ -60,3 +60,17 @@ class HookError(HTTPError):
     """An inference hook broke the server's rules (answers that do not line up with the rows)."""
 
     status = 500
+
+
+class NotFound(HTTPError):
+    status = 404
+
+
+class Conflict(HTTPError):
+    status = 409
+
+
+class InsufficientStorage(HTTPError):
+    """Multi-model endpoints: not enough memory to load a model; SageMaker unloads others and retries."""
+
+    status = 507

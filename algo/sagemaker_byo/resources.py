@@ -150,3 +150,40 @@ def limit_n_jobs(model, jobs: int) -> dict[str, int]:
 
 def describe_memory(figure: Figure) -> str:
     return f"{figure.value / GIB:.2f} GiB ({figure.source})"
+
+
+def _meminfo() -> dict[str, int]:
+    values: dict[str, int] = {}
+    for line in (_read(Path("/proc/meminfo")) or "").splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            values[name] = int(parts[0]) * 1024
+    return values
+
+
+def memory_used(env: dict[str, str] | None = None) -> Figure:
+    """The bytes in use where `memory()` found its limit: the cgroup's usage less its inactive file
+    cache (the kernel drops that before it kills anything), else the machine's total less
+    MemAvailable."""
+    env = os.environ if env is None else env
+    best: tuple[int, int, str] | None = None  # (limit, used, source)
+    for version, folder in _cgroup_dirs(env):
+        limit_name, usage_name, inactive = (("memory.max", "memory.current", "inactive_file") if version == 2 else
+                                            ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"))
+        limit, usage = _read(folder / limit_name), _read(folder / usage_name)
+        if not limit or not limit.isdigit() or int(limit) >= UNLIMITED_V1 or not usage or not usage.isdigit():
+            continue
+        cache = 0
+        for line in (_read(folder / "memory.stat") or "").splitlines():
+            key, _, value = line.partition(" ")
+            if key == inactive and value.strip().isdigit():
+                cache = int(value)
+        if best is None or int(limit) < best[0]:
+            best = (int(limit), max(0, int(usage) - cache), f"cgroup v{version} {usage_name} less {inactive}")
+    if best is not None:
+        return Figure(best[1], best[2])
+    info = _meminfo()
+    if "MemTotal" in info and "MemAvailable" in info:
+        return Figure(info["MemTotal"] - info["MemAvailable"], "/proc/meminfo MemTotal less MemAvailable")
+    return Figure(0, "unknown (no cgroup usage, no /proc/meminfo)")

@@ -197,7 +197,10 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
         raise settings.SettingsError(
             f"{settings.DEFAULT_ACCEPT}={config.default_accept!r} is not one of {', '.join(hooks.accept_types)}"
         )
-    loaded = load_model(hooks, paths.model, threads=config.threads)
+    if config.multi_model:  # models arrive at run time through /models (multimodel.py)
+        loaded = LoadedModel(error="this is a multi-model endpoint: invoke POST /models/<name>/invoke")
+    else:
+        loaded = load_model(hooks, paths.model, threads=config.threads)
 
     app = Flask("sagemaker_byo")
     app.config["MAX_CONTENT_LENGTH"] = None  # the limit is ours, with our message
@@ -205,7 +208,7 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
 
     @app.get("/ping")
     def ping() -> Response:
-        if loaded.ready:
+        if loaded.ready or config.multi_model:
             return Response(status=200)
         return _text("the model is not loaded; the server log says why", 503)
 
@@ -230,6 +233,10 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
             "MaxPayloadInMB": config.max_payload_mb,
         }
         return Response(json.dumps(body), status=200, mimetype="application/json")
+
+    if config.multi_model:
+        from . import multimodel
+        multimodel.add_routes(app, hooks, config)
 
     @app.errorhandler(HTTPError)
     def http_error(error: HTTPError) -> Response:

@@ -24,6 +24,7 @@ DEFAULT_ACCEPT = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"  # default text/csv
 INFERENCE_OUTPUT = "SAGEMAKER_INFERENCE_OUTPUT"  # "predictions" (default) or "probabilities"
 RUNTIME_DIR = "SAGEMAKER_RUNTIME_DIR"  # default: a fresh folder under /tmp (sockets, nginx.conf)
 PRELOAD = "MODEL_SERVER_PRELOAD"  # default true: load the model before forking (false if not fork-safe)
+MULTI_MODEL = "SAGEMAKER_MULTI_MODEL"  # "true" on a multi-model endpoint: models come through POST /models
 
 DEFAULT_BASE_DIR = "/opt/ml"
 DEFAULT_PORT = 8080
@@ -122,6 +123,7 @@ class Serving:
     log_level: int
     preload: bool
     threads: int = 1  # native threads per worker (OpenMP, BLAS, n_jobs): workers x threads <= CPUs
+    multi_model: bool = False  # models loaded and unloaded at run time (sagemaker_byo.multimodel)
 
     @property
     def max_payload_bytes(self) -> int:
@@ -206,4 +208,5 @@ def serving(env: dict[str, str] | None = None) -> Serving:
         inference_output=inference_output,
         log_level=log_level(env),
         preload=_bool(env, PRELOAD, default=True),
+        multi_model=_bool(env, MULTI_MODEL),
     )

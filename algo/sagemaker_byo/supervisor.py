@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import resources, settings
+from . import registry, resources, settings
 
 log = logging.getLogger("serve")
 
@@ -46,6 +46,7 @@ def render_nginx_conf(config: settings.Serving, runtime_dir: Path, socket: Path,
         # Hold bodies up to 1 MB in memory; larger ones go to a file under the runtime folder.
         "body_buffer_kb": str(min(config.max_payload_mb * 1024, 1024)),
         "timeout": str(config.timeout),
+        "multi_model": registry.nginx_locations(runtime_dir) if config.multi_model else "",
     }
     text = template.read_text()
     for name, value in values.items():
@@ -121,7 +122,8 @@ class Supervisor:
         return self._spawn("gunicorn", [
             sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF),
             "--bind", bind, "--chdir", str(ALGO_DIR), "wsgi:app",
-        ], env=settings.server_environment(threads=self.config.threads))
+        ], env={**settings.server_environment(threads=self.config.threads),
+                settings.RUNTIME_DIR: str(self.runtime_dir)})  # where the workers find the model registry
 
     def start_nginx(self, model_ready: bool) -> int:
         conf = self.runtime_dir / "nginx.conf"
@@ -208,6 +210,8 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self.on_stop_signal)
         signal.signal(signal.SIGINT, self.on_stop_signal)
         signal.signal(signal.SIGALRM, self.on_grace_over)
+        if self.config.multi_model:
+            registry.start_list_server(self.runtime_dir)  # GET /models, even while every worker is busy
         gunicorn = self.start_gunicorn()
         if self.use_nginx and self.wait_for_socket(gunicorn):
             ready = self.model_ready(gunicorn)
