@@ -106,6 +106,40 @@ def median_run(url: str, lua: Path, duration: int, reps: int) -> dict:
     return {**best, "runs_rps": [r["rps"] for r in runs]}
 
 
+def large_models(session: requests.Session, url: str, work: Path, target: Target, count: int = 8) -> dict:
+    """Memory per model, and given back, for models of several MB (random forests)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(1)
+    features, labels = rng.random((4000, 4)), rng.integers(0, 2, 4000)
+    sizes = []
+    for i in range(count):
+        folder = work / "large" / f"forest-{i}" / "model"
+        folder.mkdir(parents=True)
+        joblib.dump(RandomForestClassifier(n_estimators=20, random_state=i).fit(features, labels),
+                    folder / "model.joblib")
+        sizes.append((folder / "model.joblib").stat().st_size)
+    before = pss_mb(target.process.pid)
+    loads = []
+    for i in range(count):
+        started = time.monotonic()
+        session.post(f"{url}/models", json={"model_name": f"forest-{i}", "url": str(work / "large" / f"forest-{i}" / "model")},
+                     timeout=60).raise_for_status()
+        loads.append(time.monotonic() - started)
+        for _ in range(4):
+            session.post(f"{url}/models/forest-{i}/invoke", data=ROW, headers={"Content-Type": "text/csv"},
+                         timeout=60).raise_for_status()
+    loaded = pss_mb(target.process.pid)
+    for i in range(count):
+        session.delete(f"{url}/models/forest-{i}", timeout=60).raise_for_status()
+    after = pss_mb(target.process.pid)
+    per_model = (loaded - before) / count
+    return {"models": count, "file_mb": round(statistics.mean(sizes) / 2**20, 2), "load": summary(loads),
+            "pss_mb_per_model_both_workers": round(per_model, 2),
+            "pss_mb_per_model_per_worker": round(per_model / WORKERS, 2),
+            "given_back_mb": round(loaded - after, 1), "loaded_mb": round(loaded - before, 1)}
+
+
 def summary(values: list[float]) -> dict:
     ordered = sorted(values)
     return {"median_ms": round(statistics.median(ordered) * 1000, 2),
@@ -171,15 +205,18 @@ def main() -> int:
             "mme_one_model": median_run(f"{url}/models/{names[0]}/invoke", one, args.duration, args.reps),
             "mme_all_models_in_turn": median_run(f"{url}/models/{names[0]}/invoke", many, args.duration, args.reps),
         }
+        time.sleep(0.5)
+        before_unload = pss_mb(mme.process.pid)  # after the load tests: their buffers stay
         started = time.monotonic()
         for name in names:
             session.delete(f"{url}/models/{name}", timeout=60).raise_for_status()
         result["unload_ms_mean"] = round((time.monotonic() - started) / len(names) * 1000, 2)
-        time.sleep(0.5)
         after = pss_mb(mme.process.pid)
+        result["memory_mb"]["before_unloading_all"] = round(before_unload, 1)
         result["memory_mb"]["after_unloading_all"] = round(after, 1)
-        result["memory_mb"]["given_back"] = round(full - after, 1)
-        result["memory_mb"]["given_back_share"] = round((full - after) / max(full - empty, 1e-9), 3)
+        result["memory_mb"]["given_back"] = round(before_unload - after, 1)
+        result["memory_mb"]["given_back_share_of_loaded"] = round((before_unload - after) / max(full - empty, 1e-9), 3)
+        result["large_models"] = large_models(session, url, work, mme)
         mme.stop()
 
         single.start()
