@@ -123,8 +123,9 @@ def large_models(session: requests.Session, url: str, work: Path, target: Target
     loads = []
     for i in range(count):
         started = time.monotonic()
-        session.post(f"{url}/models", json={"model_name": f"forest-{i}", "url": str(work / "large" / f"forest-{i}" / "model")},
-                     timeout=60).raise_for_status()
+        folder = work / "large" / f"forest-{i}" / "model"
+        answer = session.post(f"{url}/models", json={"model_name": f"forest-{i}", "url": str(folder)}, timeout=60)
+        answer.raise_for_status()
         loads.append(time.monotonic() - started)
         for _ in range(4):
             session.post(f"{url}/models/forest-{i}/invoke", data=ROW, headers={"Content-Type": "text/csv"},
@@ -174,8 +175,8 @@ def main() -> int:
         loads, first_uses = [], []
         for name in names:
             started = time.monotonic()
-            answer = session.post(f"{url}/models", json={"model_name": name, "url": str(base / "models" / name / "model")},
-                                  timeout=60)
+            folder = base / "models" / name / "model"
+            answer = session.post(f"{url}/models", json={"model_name": name, "url": str(folder)}, timeout=60)
             loads.append(time.monotonic() - started)
             answer.raise_for_status()
         for name in names:  # each worker answers each model at least once: a copy in both

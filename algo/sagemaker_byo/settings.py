@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import resources
+
 # Names of the environment variables, with their defaults beside them.
 BASE_DIR = "SAGEMAKER_BASE_DIR"  # default /opt/ml
 LOG_LEVEL = "SAGEMAKER_CONTAINER_LOG_LEVEL"  # default INFO; a name or a number ("20")

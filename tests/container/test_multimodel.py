@@ -8,25 +8,24 @@ from __future__ import annotations
 
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import joblib
 import numpy as np
 import requests
+from test_image import Container, container_trained_dir, containers, docker, image, wait_ready  # noqa: F401
 
 from support import PAYLOAD, copy_test_dir, free_port
-from test_image import Container, container_trained_dir, containers, docker, image, wait_ready  # noqa: F401
 
 LABEL = "com.amazonaws.sagemaker.capabilities.multi-models"
 
 
-def test_image_declares_the_multi_model_capability(image):
+def test_image_declares_the_multi_model_capability(image):  # noqa: F811 - the fixture
     labels = docker("inspect", "--format", "{{json .Config.Labels}}", image).stdout
     assert f'"{LABEL}":"true"' in labels
 
 
 def test_a_multi_model_endpoint_loads_invokes_and_unloads_models_from_opt_ml_models(
-        image, containers, container_trained_dir, tmp_path):
+        image, containers, container_trained_dir, tmp_path):  # noqa: F811 - the fixtures
     base = copy_test_dir(tmp_path / "ml")
     shutil.rmtree(base / "model")  # absent in MME mode
     names = [f"customer-{i}" for i in range(6)]

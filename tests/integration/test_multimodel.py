@@ -115,8 +115,8 @@ def invoke(server: Server, name: str, body, content_type: str = "text/csv", **he
 def listed(server: Server, **params) -> list[dict]:
     found, token = [], None
     while True:
-        answer = requests.get(f"{server.url}/models", params={**params, **({"next_page_token": token} if token else {})},
-                              timeout=5)
+        query = {**params, **({"next_page_token": token} if token else {})}
+        answer = requests.get(f"{server.url}/models", params=query, timeout=5)
         assert answer.status_code == 200, answer.text
         found += answer.json()["models"]
         token = answer.json().get("nextPageToken")
@@ -401,7 +401,8 @@ def test_a_load_that_does_not_fit_is_a_507_until_memory_is_freed(models, tmp_pat
     (cgroup / "memory.stat").write_text("inactive_file 0\n")
     (tmp_path / "self-cgroup").write_text("0::/\n")
     base = models["iris"][0].parents[2]
-    server = start_mme(base, SAGEMAKER_CGROUP_ROOT=str(cgroup), SAGEMAKER_PROC_SELF_CGROUP=str(tmp_path / "self-cgroup"))
+    server = start_mme(base, SAGEMAKER_CGROUP_ROOT=str(cgroup),
+                       SAGEMAKER_PROC_SELF_CGROUP=str(tmp_path / "self-cgroup"))
     try:
         answer = load(server, "iris", models["iris"][0])
         assert answer.status_code == 507 and "not enough memory" in answer.text, answer.text
