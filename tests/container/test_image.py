@@ -47,12 +47,13 @@ def image() -> str:
 class Container:
     """A detached container, removed when the test ends."""
 
-    def __init__(self, image: str, command: str | None, base_dir: Path, *extra: str, env: dict | None = None):
+    def __init__(self, image: str, command: str | list[str] | None, base_dir: Path, *extra: str,
+                 env: dict | None = None):
         """`command` None starts the image with no command, as some tools do."""
         self.name = f"byo-test-{uuid.uuid4().hex[:10]}"
         env_args = [arg for k, v in (env or {}).items() for arg in ("-e", f"{k}={v}")]
         docker("run", "-d", "--network", "host", "--name", self.name, "-v", f"{base_dir}:/opt/ml",
-               *env_args, *extra, image, *([command] if command else []))
+               *env_args, *extra, image, *([command] if isinstance(command, str) else command or []))
 
     def status(self) -> dict:
         return json.loads(docker("inspect", "--format", "{{json .State}}", self.name).stdout)
@@ -317,10 +318,15 @@ def test_with_no_command_the_image_serves_a_model_without_a_training_job(image, 
     assert len(answer.text.splitlines()) == len(PAYLOAD.read_text().splitlines())
 
 
-@pytest.mark.parametrize("start", [["--init"], []], ids=["under-an-init", "as-pid-1"])
-def test_with_no_command_sigterm_mid_fit_stops_training_with_exit_code_143(image, containers, tmp_path, start):
+@pytest.mark.parametrize(("command", "start"), [
+    (None, ["--init"]), (None, []), ("train", ["--init"]), (["-c", "exec train"], ["--entrypoint", "sh"]),
+    (["-c", "train"], ["--entrypoint", "bash"]),
+], ids=["no-command-under-an-init", "no-command-as-pid-1", "train-under-an-init", "train-exec-by-sh",
+        "train-under-bash"])
+def test_sigterm_mid_fit_stops_training_with_exit_code_143_however_it_was_started(image, containers, tmp_path,
+                                                                                   command, start):
     base = big_training_job(copy_test_dir(tmp_path / "ml"))
-    container = containers(image, None, base, *start)
+    container = containers(image, command, base, *start)
 
     def fitting():
         assert container.status()["Running"], container.logs()
