@@ -5,22 +5,26 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 AWS_VENV := .venv-aws
+AWS3_VENV := .venv-aws3
 
-.PHONY: demo test venv venv-aws image lint clean \
+.PHONY: demo test venv venv-aws venv-aws3 image lint clean \
 	test-unit test-algorithm test-integration test-examples test-reliability test-container test-sdk test-ecr
 
 demo:
 	local_test/demo.sh $(IMAGE)
 
-test: venv venv-aws
+test: venv venv-aws venv-aws3
 	$(PY) -m pytest
 
 # One tier at a time, e.g. `make test-unit`; `make test` runs them all.
 test-unit test-algorithm test-integration test-examples test-reliability test-container: venv
 	$(PY) -m pytest tests/$(@:test-%=%)
 
-test-sdk test-ecr: venv venv-aws
-	$(PY) -m pytest tests/$(@:test-%=%)
+test-sdk: venv venv-aws venv-aws3
+	$(PY) -m pytest tests/sdk
+
+test-ecr: venv venv-aws
+	$(PY) -m pytest tests/ecr
 
 venv: $(VENV)/.installed
 
@@ -35,6 +39,14 @@ venv-aws: $(AWS_VENV)/.installed
 $(AWS_VENV)/.installed: requirements-aws.txt
 	$(PYTHON) -m venv $(AWS_VENV)
 	$(AWS_VENV)/bin/python -m pip install --quiet -r requirements-aws.txt
+	touch $@
+
+# The SageMaker SDK version 3 for tests/sdk's v3 tier (see requirements-aws3.txt).
+venv-aws3: $(AWS3_VENV)/.installed
+
+$(AWS3_VENV)/.installed: requirements-aws3.txt
+	$(PYTHON) -m venv $(AWS3_VENV)
+	$(AWS3_VENV)/bin/python -m pip install --quiet -r requirements-aws3.txt
 	touch $@
 
 image:

@@ -31,7 +31,7 @@ def scores(task: str, model, features, target: np.ndarray) -> dict[str, float]:
         "f1_macro": float(skm.f1_score(target, predicted, average="macro", zero_division=0)),
     }
     proba = getattr(model, "predict_proba", None)
-    if proba is not None:
+    if proba is not None and hasattr(model, "classes_"):  # probabilities mean nothing without the classes' order
         probabilities = proba(features)
         classes = list(model.classes_)
         known = np.isin(target, classes)
@@ -116,7 +116,8 @@ def write_figure(path: Path, task: str, model, features, target, channel: str) -
     if task == REGRESSION:
         text = predicted_vs_actual_svg(target, predicted, f"{channel}: predicted against actual")
     else:
-        classes = list(model.classes_)
+        # A model without classes_ (not scikit-learn's): the classes seen, in sorted order.
+        classes = list(model.classes_) if hasattr(model, "classes_") else sorted(set(target) | set(predicted))
         text = confusion_matrix_svg(target, predicted, classes, f"{channel}: confusion matrix")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -28,6 +28,9 @@ class Invocation:
     custom_attributes: dict[str, str]  # X-Amzn-SageMaker-Custom-Attributes as key=value pairs
     output: str  # PREDICTIONS or PROBABILITIES
     contract: contracts.InputContract  # what the model takes
+    # A large CSV or JSON Lines body reaches the hooks in chunks of whole lines: the index of this
+    # chunk's first row in the body (0 for a body in one piece).
+    first_row: int = 0
     _conformed: Any = field(default=None, repr=False)
 
     @property

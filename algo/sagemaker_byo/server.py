@@ -14,6 +14,7 @@ answers that do not line up with the rows.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
@@ -27,7 +28,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from . import contract as contracts
-from . import encoders, estimators, inference, media, resources, settings
+from . import encoders, estimators, inference, media, resources, settings, streaming
 from .errors import BadRequest, HookError, HTTPError, ModelNotReady, PayloadTooLarge
 from .inference import Invocation
 
@@ -134,20 +135,20 @@ def _finite_check_skipped():
     return sklearn.config_context(assume_finite=True) if sklearn is not None else contextlib.nullcontext()
 
 
-def invoke(hooks: Hooks, loaded: LoadedModel, body: bytes, content_type: str | None,
-           accept: str | None, config: settings.Serving, custom_attributes: str | None = None,
-           ) -> tuple[bytes, str]:
-    """One /invocations request: the response body and its media type, or an HTTPError."""
+def begin(hooks: Hooks, loaded: LoadedModel, content_type: str | None, accept: str | None,
+          config: settings.Serving, custom_attributes: str | None = None) -> Invocation:
+    """What a request asks for, before its body is read: the invocation the hooks get."""
     if not loaded.ready:
         raise ModelNotReady("the model is not loaded; the server log says why")
-    if len(body) > config.max_payload_bytes:
-        raise PayloadTooLarge(f"the body is larger than the limit of {config.max_payload_mb} MB")
-    if not body:
-        raise BadRequest("the request body is empty; send one or more rows")
     answer_type = media.negotiate(accept, hooks.accept_types, config.default_accept)
     attributes = inference.custom_attributes(custom_attributes)
-    invocation = Invocation(content_type or "text/csv", answer_type, attributes,
-                            inference.requested_output(attributes, config.inference_output), loaded.contract)
+    return Invocation(content_type or "text/csv", answer_type, attributes,
+                      inference.requested_output(attributes, config.inference_output), loaded.contract)
+
+
+def answer(hooks: Hooks, loaded: LoadedModel, body: bytes, invocation: Invocation) -> tuple[bytes, int | None]:
+    """input_fn -> predict_fn -> output_fn over one body (or one chunk of a large one): the answer
+    and how many rows it answers (None when input_fn gave something without a length)."""
     try:
         data = hooks.input_fn(body, invocation.content_type, invocation)
     except ValueError as error:  # input_fn owns decoding: a body it cannot read is the client's
@@ -162,11 +163,78 @@ def invoke(hooks: Hooks, loaded: LoadedModel, body: bytes, content_type: str | N
     except ValueError as error:  # scikit-learn's word for input it cannot use
         raise BadRequest(f"the model cannot use this input: {_short(error)}") from None
     _check_count("predict_fn", rows, inference.count(prediction))
-    output = hooks.output_fn(prediction, answer_type, invocation)
+    output = hooks.output_fn(prediction, invocation.accept, invocation)
     output = output.encode() if isinstance(output, str) else output
     if rows is not None:
-        _check_count("output_fn", rows, encoders.count(output, answer_type))
-    return output, answer_type
+        _check_count("output_fn", rows, encoders.count(output, invocation.accept))
+    return output, rows
+
+
+def invoke(hooks: Hooks, loaded: LoadedModel, body: bytes, content_type: str | None,
+           accept: str | None, config: settings.Serving, custom_attributes: str | None = None,
+           ) -> tuple[bytes, str]:
+    """One /invocations request: the response body and its media type, or an HTTPError."""
+    invocation = begin(hooks, loaded, content_type, accept, config, custom_attributes)
+    if len(body) > config.max_payload_bytes:
+        raise PayloadTooLarge(f"the body is larger than the limit of {config.max_payload_mb} MB")
+    if not body:
+        raise BadRequest("the request body is empty; send one or more rows")
+    output, _rows = answer(hooks, loaded, body, invocation)
+    return output, invocation.accept
+
+
+def streams(invocation: Invocation, length: int | None, config: settings.Serving) -> bool:
+    """Whether a body is scored in chunks: a CSV or JSON Lines body larger than one chunk."""
+    return (bool(config.chunk_bytes) and length is not None and length > config.chunk_bytes
+            and media.parse(invocation.content_type)[0] in streaming.STREAMED_TYPES)
+
+
+JSON_PREDICTIONS = (b'{"predictions": [', b"]}")  # encoders' JSON answer, joined across chunks
+
+
+def invoke_in_chunks(hooks: Hooks, loaded: LoadedModel, stream, length: int, invocation: Invocation,
+                     config: settings.Serving) -> streaming.Answers:
+    """A large body, a chunk of lines at a time (streaming.py): every answer, in a spooled file,
+    or an HTTPError naming the row counted from the start of the body."""
+    csv = media.parse(invocation.content_type)[0] == "text/csv"
+    as_json = invocation.accept == "application/json"
+    answers = streaming.Answers()
+    first_row, counted = 0, True
+    try:
+        for chunk in streaming.chunks(stream, length, config.chunk_bytes, csv):
+            part = dataclasses.replace(invocation, first_row=first_row, _conformed=None)
+            try:
+                output, rows = answer(hooks, loaded, chunk, part)
+            except HTTPError as error:
+                if counted:
+                    error.message = streaming.renumber(error.message, first_row)
+                raise
+            if as_json:
+                output = _json_items(output, first=not answers.size)
+            answers.write(output)
+            counted = counted and rows is not None
+            first_row += rows or 0
+        if as_json:
+            answers.write(JSON_PREDICTIONS[0] + JSON_PREDICTIONS[1] if not answers.size else JSON_PREDICTIONS[1])
+    except BaseException:
+        answers.close()
+        raise
+    log.info("answered a body of %d bytes in chunks of %d MB: %d rows", length, config.chunk_mb, first_row)
+    return answers
+
+
+def _json_items(output: bytes, first: bool) -> bytes:
+    """A chunk's JSON answer as items to join: the first keeps its opening, none its closing."""
+    prefix, suffix = JSON_PREDICTIONS
+    text = output.strip()
+    if not (text.startswith(prefix) and text.endswith(suffix)):
+        raise HookError("output_fn's JSON answer is not {\"predictions\": [...]}, so the answers of a body "
+                        "scored in chunks cannot be joined; answer text/csv or JSON Lines, or set "
+                        f"{settings.CHUNK_MB}=0")
+    items = text[len(prefix):-len(suffix)]
+    if first:
+        return prefix + items
+    return (b", " + items) if items else b""
 
 
 def _check_count(hook: str, rows: int | None, answers: int | None) -> None:
@@ -219,11 +287,19 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
         if length is not None and length > config.max_payload_bytes:
             raise PayloadTooLarge(f"the body is larger than the limit of {config.max_payload_mb} MB")
         environ = current.environ  # the WSGI names of Content-Type, Accept and the custom attributes
-        body, answer_type = invoke(
-            hooks, loaded, current.get_data(cache=False), environ.get("CONTENT_TYPE"),
-            environ.get("HTTP_ACCEPT"), config, environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"),
-        )
-        return Response(body, status=200, content_type=answer_type)
+        invocation = begin(hooks, loaded, environ.get("CONTENT_TYPE"), environ.get("HTTP_ACCEPT"), config,
+                           environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"))
+        if streams(invocation, length, config):
+            answers = invoke_in_chunks(hooks, loaded, current.stream, length, invocation, config)
+            return Response(iter(answers), status=200, content_type=invocation.accept,
+                            headers={"Content-Length": str(answers.size)}, direct_passthrough=True)
+        body = current.get_data(cache=False)
+        if len(body) > config.max_payload_bytes:
+            raise PayloadTooLarge(f"the body is larger than the limit of {config.max_payload_mb} MB")
+        if not body:
+            raise BadRequest("the request body is empty; send one or more rows")
+        output, _rows = answer(hooks, loaded, body, invocation)
+        return Response(output, status=200, content_type=invocation.accept)
 
     @app.get("/execution-parameters")
     def execution_parameters() -> Response:

@@ -26,6 +26,7 @@ INFERENCE_OUTPUT = "SAGEMAKER_INFERENCE_OUTPUT"  # "predictions" (default) or "p
 RUNTIME_DIR = "SAGEMAKER_RUNTIME_DIR"  # default: a fresh folder under /tmp (sockets, nginx.conf)
 PRELOAD = "MODEL_SERVER_PRELOAD"  # default true: load the model before forking (false if not fork-safe)
 MULTI_MODEL = "SAGEMAKER_MULTI_MODEL"  # "true" on a multi-model endpoint: models come through POST /models
+CHUNK_MB = "MODEL_SERVER_CHUNK_MB"  # default: from the memory limit, 1 to 8; 0 scores large bodies whole
 
 DEFAULT_BASE_DIR = "/opt/ml"
 DEFAULT_PORT = 8080
@@ -33,6 +34,12 @@ DEFAULT_TIMEOUT = 60
 DEFAULT_MAX_PAYLOAD_IN_MB = 6
 MAX_BATCH_PAYLOAD_IN_MB = 100  # SageMaker's ceiling for a batch transform mini-batch
 MB = 1024 * 1024
+MAX_PAYLOAD_IN_MB_CEILING = 1024  # asynchronous inference's 1 GB
+# A CSV or JSON Lines body larger than one chunk is scored a chunk at a time (streaming.py). A
+# chunk costs a worker about 20 times its size at its peak (decoded rows, predictions, answers):
+# the default gives each worker at most 1/64 of the container's memory per chunk, 1 to 8 MB.
+CHUNK_SHARE_OF_MEMORY = 64
+MIN_CHUNK_MB, MAX_CHUNK_MB = 1, 8
 SHUTDOWN_GRACE = 25  # seconds to finish in-flight requests after SIGTERM; SageMaker kills at 30
 WORKER_TIMEOUT_MARGIN = 5  # gunicorn replaces a stuck worker this long after nginx gave up on it
 
@@ -125,6 +132,11 @@ class Serving:
     preload: bool
     threads: int = 1  # native threads per worker (OpenMP, BLAS, n_jobs): workers x threads <= CPUs
     multi_model: bool = False  # models loaded and unloaded at run time (sagemaker_byo.multimodel)
+    chunk_mb: int = MAX_CHUNK_MB  # large CSV and JSON Lines bodies are scored in chunks of this size; 0: whole
+
+    @property
+    def chunk_bytes(self) -> int:
+        return self.chunk_mb * MB
 
     @property
     def max_payload_bytes(self) -> int:
@@ -189,10 +201,15 @@ def server_environment(env: dict[str, str] | None = None, threads: int | None = 
     return {**env, **unset}
 
 
+def default_chunk_mb(workers: int, env: dict[str, str] | None = None) -> int:
+    share = resources.memory(env).value // (workers * CHUNK_SHARE_OF_MEMORY * MB)
+    return int(min(MAX_CHUNK_MB, max(MIN_CHUNK_MB, share)))
+
+
 def serving(env: dict[str, str] | None = None) -> Serving:
     env = os.environ if env is None else env
     batch = _bool(env, BATCH)
-    ceiling = MAX_BATCH_PAYLOAD_IN_MB if batch else 1024
+    ceiling = MAX_BATCH_PAYLOAD_IN_MB if batch else MAX_PAYLOAD_IN_MB_CEILING
     inference_output = env.get(INFERENCE_OUTPUT, "").strip().lower() or "predictions"
     if inference_output not in {"predictions", "probabilities"}:
         raise SettingsError(f"{INFERENCE_OUTPUT}={inference_output!r}: use 'predictions' or 'probabilities'")
@@ -202,6 +219,7 @@ def serving(env: dict[str, str] | None = None) -> Serving:
         port=_int(env, BIND_TO_PORT, DEFAULT_PORT, 1, 65535),
         workers=workers,
         threads=resources.threads_per_worker(cpus, workers),
+        chunk_mb=_int(env, CHUNK_MB, default_chunk_mb(workers, env), 0, 1024),
         timeout=_int(env, TIMEOUT, DEFAULT_TIMEOUT, 1, 3600),
         batch=batch,
         max_payload_mb=_int(env, MAX_PAYLOAD_IN_MB, DEFAULT_MAX_PAYLOAD_IN_MB, 1, ceiling),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -46,11 +47,13 @@ def image() -> str:
 class Container:
     """A detached container, removed when the test ends."""
 
-    def __init__(self, image: str, command: str, base_dir: Path, *extra: str, env: dict | None = None):
+    def __init__(self, image: str, command: str | list[str] | None, base_dir: Path, *extra: str,
+                 env: dict | None = None):
+        """`command` None starts the image with no command, as some tools do."""
         self.name = f"byo-test-{uuid.uuid4().hex[:10]}"
         env_args = [arg for k, v in (env or {}).items() for arg in ("-e", f"{k}={v}")]
         docker("run", "-d", "--network", "host", "--name", self.name, "-v", f"{base_dir}:/opt/ml",
-               *env_args, *extra, image, command)
+               *env_args, *extra, image, *([command] if isinstance(command, str) else command or []))
 
     def status(self) -> dict:
         return json.loads(docker("inspect", "--format", "{{json .State}}", self.name).stdout)
@@ -267,3 +270,113 @@ def test_random_forest_on_a_csv_with_header_and_text_trains_and_serves_in_contai
     predictions = answer.text.splitlines()
     assert len(predictions) == 4 and set(predictions) <= {"yes", "no"}
     assert predictions[:2] == ["yes", "no"]
+
+
+# -- started with no command; the container's share of the machine -----------------------------
+
+def model_only(trained: Path, destination: Path) -> Path:
+    """An endpoint's /opt/ml: the model and nothing of the training job."""
+    shutil.copytree(trained / "model", destination / "model")
+    return destination
+
+
+def big_training_job(base: Path, rows: int = 1_000_000) -> Path:
+    """The bundled job with one large training file, so the fit takes seconds."""
+    shutil.rmtree(base / "input" / "data" / "validation")
+    config = base / "input" / "config" / "inputdataconfig.json"
+    config.write_text(json.dumps({"training": json.loads(config.read_text())["training"]}))
+    training = base / "input" / "data" / "training"
+    for existing in training.iterdir():
+        existing.unlink()
+    rng = np.random.default_rng(0)
+    np.savetxt(training / "big.csv", np.column_stack([rng.integers(0, 3, rows), rng.random((rows, 8))]),
+               fmt="%.4f", delimiter=",")
+    return base
+
+
+def test_with_no_command_the_image_trains_where_a_training_job_is_configured(image, tmp_path):
+    base = copy_test_dir(tmp_path / "ml")
+    result = docker("run", "--rm", "--network", "host", "-v", f"{base}:/opt/ml", image, timeout=300)
+    assert result.returncode == 0, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith("start: no command given;") and first.endswith("running train"), first
+    assert (base / "model" / "model.joblib").exists()
+    assert "train:accuracy=" in result.stdout or "train:rmse=" in result.stdout
+
+
+def test_with_no_command_the_image_serves_a_model_without_a_training_job(image, containers,
+                                                                        container_trained_dir, tmp_path):
+    base = model_only(container_trained_dir, tmp_path / "ml")
+    port = free_port()
+    container = containers(image, None, base, env={"SAGEMAKER_BIND_TO_PORT": port})
+    wait_ready(f"http://127.0.0.1:{port}", container)
+    first = container.logs().splitlines()[0]
+    assert first.startswith("start: no command given;") and first.endswith("running serve"), first
+    answer = requests.post(f"http://127.0.0.1:{port}/invocations", data=PAYLOAD.read_bytes(),
+                           headers={"Content-Type": "text/csv"}, timeout=30)
+    assert answer.status_code == 200
+    assert len(answer.text.splitlines()) == len(PAYLOAD.read_text().splitlines())
+
+
+@pytest.mark.parametrize(("command", "start"), [
+    (None, ["--init"]), (None, []), ("train", ["--init"]), (["-c", "exec train"], ["--entrypoint", "sh"]),
+    (["-c", "train"], ["--entrypoint", "bash"]),
+], ids=["no-command-under-an-init", "no-command-as-pid-1", "train-under-an-init", "train-exec-by-sh",
+        "train-under-bash"])
+def test_sigterm_mid_fit_stops_training_with_exit_code_143_however_it_was_started(image, containers, tmp_path,
+                                                                                   command, start):
+    base = big_training_job(copy_test_dir(tmp_path / "ml"))
+    container = containers(image, command, base, *start)
+
+    def fitting():
+        assert container.status()["Running"], container.logs()
+        return "fit started" in container.logs()
+    wait_until(fitting, 120, interval=0.1, what="the fit to start")
+    docker("kill", "--signal", "TERM", container.name)
+    wait_until(lambda: not container.status()["Running"], 10, interval=0.1, what="the container to stop")
+    assert container.status()["ExitCode"] == 143, container.logs()
+    assert "stopped" in (base / "output" / "failure").read_text().lower()
+    assert not (base / "model" / "model.joblib").exists()
+
+
+@pytest.mark.parametrize(("limits", "cpus", "source"), [
+    (["--cpus", "1"], 1, "cpu.cfs_quota_us|cpu.max"),
+    (["--cpuset-cpus", "0"], 1, "CPU affinity: 1 of"),
+    (["--cpus", "0.5", "--cpuset-cpus", "0"], 1, "CPU affinity: 1 of"),
+])
+def test_serve_sizes_its_workers_to_the_containers_cpus(image, containers, container_trained_dir, tmp_path,
+                                                        limits, cpus, source):
+    port = free_port()
+    container = containers(image, "serve", container_trained_dir, *limits, env={"SAGEMAKER_BIND_TO_PORT": port})
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, container)
+    logs = container.logs()
+    line = next(line for line in logs.splitlines() if "CPUs: " in line)
+    assert f"CPUs: {cpus} (" in line and re.search(source, line), line
+    assert f"workers: {cpus} (one per CPU)" in line, line
+    parameters = requests.get(f"{url}/execution-parameters", timeout=5).json()
+    assert parameters["MaxConcurrentTransforms"] == cpus
+    assert f"with {cpus} workers x 1 native threads" in logs
+
+
+def test_one_worker_given_every_cpu_gets_them_as_native_threads(image, containers, container_trained_dir):
+    cpus = len(os.sched_getaffinity(0))
+    port = free_port()
+    container = containers(image, "serve", container_trained_dir,
+                           env={"SAGEMAKER_BIND_TO_PORT": port, "MODEL_SERVER_WORKERS": "1"})
+    wait_ready(f"http://127.0.0.1:{port}", container)
+    assert f"with 1 workers x {cpus} native threads" in container.logs()
+
+
+def test_serve_and_train_log_the_containers_memory_limit(image, containers, container_trained_dir, tmp_path):
+    port = free_port()
+    container = containers(image, "serve", container_trained_dir, "--memory", "768m",
+                           env={"SAGEMAKER_BIND_TO_PORT": port})
+    wait_ready(f"http://127.0.0.1:{port}", container)
+    assert "memory: 0.75 GiB (cgroup v" in container.logs(), container.logs()
+    base = copy_test_dir(tmp_path / "ml")
+    result = docker("run", "--rm", "--network", "host", "--memory", "768m", "--cpus", "1",
+                    "-v", f"{base}:/opt/ml", image, "train", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "memory: 0.75 GiB (cgroup v" in result.stderr
+    assert "CPUs: 1 (" in result.stderr

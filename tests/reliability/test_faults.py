@@ -208,3 +208,37 @@ def test_sigterm_under_load_finishes_in_flight_requests_refuses_new_ones_and_exi
     assert len(answered) >= 10, f"only {len(answered)} requests were answered: not much of a load"
     assert not alive(nginx)
     wait_until(lambda: not any(alive(pid) for pid in processes), 3, what="serve's children to be gone")
+
+
+# -- serve killed outright ----------------------------------------------------------------------
+
+def test_sigkill_of_serve_takes_nginx_and_gunicorn_with_it(serve):
+    server = serve()
+    gunicorn_workers(server, 2)
+    processes = descendants(server.process.pid)
+    assert len(processes) >= 5, processes  # nginx master and worker(s), gunicorn master and 2 workers
+    server.process.kill()
+    server.process.wait(timeout=5)
+    wait_until(lambda: not any(alive(pid) for pid in processes), 10, what="nginx and gunicorn to end with serve")
+    wait_until(lambda: refuses_connections(server.port), 5, what="the port to be free")
+
+
+def test_sigkill_of_serve_during_a_long_request_leaves_nothing_running(serve, slow_model_dir: Path):
+    server = serve(base_dir=slow_model_dir, env={"PYTHONPATH": str(INTEGRATION)})
+    gunicorn_workers(server, 2)
+    processes = descendants(server.process.pid)
+    slow = threading.Thread(target=lambda: _ignore_errors(server.invoke, "20,0,0,0"), daemon=True)
+    slow.start()
+    wait_until(lambda: "slow_model: sleeping 20" in server.log(), 5, what="the slow request to reach the model")
+    server.process.kill()
+    server.process.wait(timeout=5)
+    # The worker busy in its 20 s request is killed too, not left to finish it as an orphan.
+    wait_until(lambda: not any(alive(pid) for pid in processes), 10, what="every process of serve to end")
+    slow.join(timeout=5)
+
+
+def _ignore_errors(call, *args):
+    try:
+        call(*args)
+    except requests.RequestException:
+        pass

@@ -327,3 +327,20 @@ def test_large_bodies_the_vectorised_reader_declines_are_read_by_the_others(body
 def test_a_charset_that_does_not_write_digits_as_ascii_is_not_read_as_ascii():
     body = ("1.5,2\n" * 500).encode("utf-16")
     assert decode_csv(body, "utf-16")[:1].tolist() == [[1.5, 2.0]]
+
+
+@pytest.mark.parametrize(("body", "n_features", "shape"), [
+    (b'["lovely lamp", "broken chair", "cosy sofa"]', 1, (3, 1)),  # a row per item for one feature
+    (b'{"instances": ["lovely lamp", "broken chair"]}', 1, (2, 1)),
+    (b"[1.5, 2.5]", 1, (2, 1)),
+    (b"[5.1, 3.5, 1.4, 0.2]", 4, (1, 4)),  # one row of four features
+    (b"[5.1, 3.5, 1.4, 0.2]", None, (1, 4)),  # unknown width: one row, as ever
+])
+def test_a_flat_json_list_is_a_row_per_item_only_for_a_model_of_one_feature(body, n_features, shape):
+    assert decoders.decode(body, "application/json", n_features).shape == shape
+
+
+def test_json_lines_of_single_values_are_one_value_rows():
+    rows = decoders.decode(b'"lovely lamp"\n"broken chair"\n\n', "application/jsonlines", 1)
+    assert rows.shape == (3, 1)
+    assert rows[0, 0] == "lovely lamp" and rows[1, 0] == "broken chair"

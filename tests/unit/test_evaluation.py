@@ -133,3 +133,25 @@ def test_write_figure_writes_the_figure_of_the_task(tmp_path, task, model, targe
     root = parse(path.read_text())
     assert root.findall(f"{SVG}{element}")
     assert root.find(f"{SVG}title").text.startswith("validation: ")
+
+
+class Threshold:
+    """A classifier a fork wrote itself: predict and predict_proba, but no classes_."""
+
+    def predict(self, rows):
+        return np.where(np.asarray(rows)[:, 0] > 0, "up", "down")
+
+    def predict_proba(self, rows):
+        up = (np.asarray(rows)[:, 0] > 0).astype(float)
+        return np.column_stack([1 - up, up])
+
+
+def test_a_classifier_without_classes_gets_the_metrics_that_need_no_class_order():
+    target = np.where(X[:, 0] > 0, "up", "down")
+    assert list(scores(CLASSIFICATION, Threshold(), X, target)) == ["accuracy", "f1_macro"]
+
+
+def test_a_classifier_without_classes_gets_a_confusion_matrix_of_the_classes_seen(tmp_path):
+    path = tmp_path / "evaluation.svg"
+    evaluation.write_figure(path, CLASSIFICATION, Threshold(), X, np.where(X[:, 0] > 0.5, "up", "down"), "train")
+    assert len(parse(path.read_text()).findall(f"{SVG}rect")) >= 4  # 2 x 2 cells

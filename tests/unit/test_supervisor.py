@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from sagemaker_byo import settings
-from sagemaker_byo.supervisor import NGINX_TEMPLATE, render_nginx_conf
+from sagemaker_byo.supervisor import GUNICORN_CONF, NGINX_TEMPLATE, render_nginx_conf
 
 
 def render(tmp_path: Path, **env: str) -> str:
@@ -55,3 +59,19 @@ def test_a_placeholder_serve_does_not_know_is_an_error(tmp_path):
     template.write_text("listen {{port}};\nworker_rlimit_nofile {{files}};\n")
     with pytest.raises(ValueError, match=r"placeholder serve does not fill: \{\{files\}\}"):
         render_nginx_conf(settings.serving({}), tmp_path, tmp_path / "s.sock", template=template)
+
+
+def test_asynchronous_inference_limits_reach_nginx_gunicorn_and_the_app_from_one_setting_each(tmp_path):
+    env = {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1024", "MODEL_SERVER_TIMEOUT": "3600"}
+    text = render(tmp_path, **env)
+    assert "client_max_body_size 1024m;" in text
+    assert "client_body_buffer_size 1024k;" in text  # anything larger is spooled to a file by nginx
+    assert f"client_body_temp_path {tmp_path / 'run'}/client_body;" in text
+    for directive in ("client_body_timeout", "proxy_read_timeout", "proxy_send_timeout"):
+        assert f"{directive} 3600s;" in text
+    config = settings.serving(env)
+    assert config.max_payload_bytes == 1024 * 1024 * 1024  # the app's own limit
+    gunicorn = json.loads(subprocess.run(
+        [sys.executable, str(GUNICORN_CONF)], env={**os.environ, **env}, capture_output=True, text=True,
+        check=True, cwd=GUNICORN_CONF.parent).stdout)
+    assert gunicorn["timeout"] == 3600 + settings.WORKER_TIMEOUT_MARGIN  # after nginx's own 504
