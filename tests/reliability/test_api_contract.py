@@ -38,6 +38,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 )
 
 SPEC = REPO / "docs" / "openapi.yaml"
+MULTI_MODEL_SPEC = REPO / "docs" / "openapi-multimodel.yaml"
 ROUTES = {"/ping": "get", "/invocations": "post", "/execution-parameters": "get"}
 EXAMPLES_PER_OPERATION = 40  # x 4 (operation, mode) pairs below: 160 requests, a few seconds
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -133,9 +134,27 @@ def test_the_description_documents_every_status_of_the_readme(spec: dict):
     request_types = set(spec["paths"]["/invocations"]["post"]["requestBody"]["content"])
     assert request_types == {"text/csv", "application/json", "application/jsonlines", "application/x-npy"}
     assert documented(spec, "/ping", "get") == {"200": set(), "503": {"text/plain"}}
-    for status in re.findall(r"^\| (\d{3}) \|", (REPO / "README.md").read_text(), re.MULTILINE):
-        if status not in ("404", "405"):  # routes and methods the description does not list
+    multi_model = yaml.safe_load(MULTI_MODEL_SPEC.read_text())
+    for status, what in re.findall(r"^\| (\d{3}) \| ([^|]*)\|", (REPO / "README.md").read_text(), re.MULTILINE):
+        if what.startswith("multi-model:"):  # the routes of SAGEMAKER_MULTI_MODEL=true
+            assert any(status in documented(multi_model, path, method)
+                       for path, item in multi_model["paths"].items() for method in item if method != "parameters"), \
+                f"README's multi-model status {status} is not in {MULTI_MODEL_SPEC.name}"
+        elif status not in ("404", "405"):  # routes and methods the description does not list
             assert status in invocations, f"README's status {status} is not in the description"
+
+
+def test_the_multi_model_description_documents_the_contracts_routes_and_statuses():
+    multi_model = yaml.safe_load(MULTI_MODEL_SPEC.read_text())
+    routes = {path: {m for m in item if m != "parameters"} for path, item in multi_model["paths"].items()}
+    assert routes == {"/models": {"post", "get"}, "/models/{name}": {"get", "delete"},
+                      "/models/{name}/invoke": {"post"}}
+    load = documented(multi_model, "/models", "post")
+    assert {"200", "404", "409", "507"} <= set(load) and load["507"] == {"text/plain"}
+    invoke = documented(multi_model, "/models/{name}/invoke", "post")
+    single = documented(yaml.safe_load(SPEC.read_text()), "/invocations", "post")
+    assert set(single) - {"502"} <= set(invoke)  # the same statuses as /invocations (502 is nginx's)
+    assert invoke["200"] == single["200"]
 
 
 # -- generated requests (schemathesis) -------------------------------------------------------
