@@ -11,6 +11,12 @@ import signal
 
 from sagemaker_byo import settings, supervisor
 
+# No cyclic garbage collection while the master loads the app: importing the libraries and
+# unpickling the model make next to no cyclic garbage (a full collection afterwards finds
+# none), yet the collector's passes over the growing heap cost about a tenth of the load.
+# pre_fork turns it back on.
+gc.disable()
+
 _serving = settings.serving()
 
 workers = _serving.workers
@@ -32,6 +38,7 @@ limit_request_field_size = 8190
 def pre_fork(server, worker):
     # Objects created before the fork (the model above all) are never touched by the collector
     # again, so their pages stay shared between the workers instead of being copied.
+    gc.enable()
     gc.freeze()
 
 

@@ -4,12 +4,15 @@ Run by tests/sdk/test_local_mode_v3.py under v3's own Python (.venv-aws3), as
 
     python local_mode_v3_job.py WORKDIR
 
-WORKDIR holds `training/`, `validation/` and `batch/` (CSV files) and `request.json` (the image,
-the hyperparameters, the rows to predict, a free port). Each step is written as v3's
-documentation writes it: ModelTrainer(training_mode=Mode.LOCAL_CONTAINER).train(), then
-ModelBuilder(mode=Mode.LOCAL_CONTAINER).build() and deploy_local() with invoke(), then a
-Transformer in local mode over the model that build() registered. A step that raises is recorded
-(its exception's type and message) and the next step still runs, so the test can tell a bug of
+WORKDIR holds `training/`, `validation/` and `batch/` (CSV files), `request.json` (the image,
+the hyperparameters, the rows to predict, two free ports) and `home/` (v3's telemetry opt-out).
+Each step is written as v3's documentation writes it: ModelTrainer(training_mode=
+Mode.LOCAL_CONTAINER).train(), ModelBuilder(mode=Mode.LOCAL_CONTAINER).build(), deploy_local()
+with invoke(), and a Transformer in local mode over the model build() registered; and, because
+deploy_local() cannot host this image, the same model behind v3's LocalSession endpoint, the
+alternative the README gives. Where v3 would ask AWS in local mode, the job passes what avoids
+it (SAGEMAKER_VALIDATE_ROLE=false, s3_model_data_url, job_name). A step that raises is recorded
+(its exception's type and message) and the next one still runs, so the test can tell a bug of
 the SDK's from one of the image's. Everything goes to WORKDIR/result.json. No AWS account is
 involved: dummy credentials and region, local paths, telemetry off.
 """

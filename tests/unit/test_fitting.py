@@ -12,12 +12,13 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
 import forks
-from sagemaker_byo import fitting, settings, training
+from sagemaker_byo import fitting, resources, settings, training
 from sagemaker_byo.algorithms import Algorithm, tabular, text_columns
 from sagemaker_byo.errors import AlgorithmError, UserError
 from sagemaker_byo.hyperparameters import Param
@@ -312,3 +313,24 @@ def test_the_plumbing_never_adds_parameters_the_algorithm_did_not_declare(tmp_pa
 
     fitting.train(make_job(tmp_path, numbers(), algorithm="spy"), {"spy": Algorithm({"k": Param(int, 1)}, build=build)})
     assert seen == [{"k": 1}]
+
+
+class FitSpy(RandomForestClassifier):
+    """A forest that records the n_jobs it was fitted with."""
+
+    fitted_with: list = []
+
+    def fit(self, X, y, sample_weight=None):
+        FitSpy.fitted_with.append(self.n_jobs)
+        return super().fit(X, y, sample_weight)
+
+
+def test_n_jobs_of_minus_one_fits_on_the_containers_cpus_and_is_saved_as_given(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(resources, "cpus", lambda env=None: resources.Figure(1, "a quota of 1 CPU"))
+    monkeypatch.setattr(FitSpy, "fitted_with", [])
+    catalogue = {"forest": Algorithm({}, build=lambda params, task, features: FitSpy(n_estimators=3, n_jobs=-1))}
+    with caplog.at_level("INFO"):
+        model, _ = trained(make_job(tmp_path, numbers(), algorithm="forest"), catalogue)
+    assert FitSpy.fitted_with == [1]
+    assert model.n_jobs == -1  # the server sizes it to its own share of the CPUs
+    assert "CPUs: 1 (a quota of 1 CPU)" in caplog.text and "fitting with n_jobs=1" in caplog.text
