@@ -175,12 +175,18 @@ def invoke(hooks: Hooks, loaded: LoadedModel, body: bytes, content_type: str | N
            ) -> tuple[bytes, str]:
     """One /invocations request: the response body and its media type, or an HTTPError."""
     invocation = begin(hooks, loaded, content_type, accept, config, custom_attributes)
+    return answer_whole(hooks, loaded, body, invocation, config), invocation.accept
+
+
+def answer_whole(hooks: Hooks, loaded: LoadedModel, body: bytes, invocation: Invocation,
+                 config: settings.Serving) -> bytes:
+    """A body read in one piece: held to the payload limit, refused when empty, then answered."""
     if len(body) > config.max_payload_bytes:
         raise PayloadTooLarge(f"the body is larger than the limit of {config.max_payload_mb} MB")
     if not body:
         raise BadRequest("the request body is empty; send one or more rows")
     output, _rows = answer(hooks, loaded, body, invocation)
-    return output, invocation.accept
+    return output
 
 
 def streams(invocation: Invocation, length: int | None, config: settings.Serving) -> bool:
@@ -293,12 +299,7 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
             answers = invoke_in_chunks(hooks, loaded, current.stream, length, invocation, config)
             return Response(iter(answers), status=200, content_type=invocation.accept,
                             headers={"Content-Length": str(answers.size)}, direct_passthrough=True)
-        body = current.get_data(cache=False)
-        if len(body) > config.max_payload_bytes:
-            raise PayloadTooLarge(f"the body is larger than the limit of {config.max_payload_mb} MB")
-        if not body:
-            raise BadRequest("the request body is empty; send one or more rows")
-        output, _rows = answer(hooks, loaded, body, invocation)
+        output = answer_whole(hooks, loaded, current.get_data(cache=False), invocation, config)
         return Response(output, status=200, content_type=invocation.accept)
 
     @app.get("/execution-parameters")

@@ -134,16 +134,7 @@ def test_bad_hyperparameter_fails_training_job_with_reason(image, tmp_path):
 
 def test_sigterm_stops_training_running_as_pid_1(image, containers, tmp_path):
     """SIGTERM arrives in the middle of a fit, inside native code, with train as PID 1."""
-    base = copy_test_dir(tmp_path / "ml")
-    shutil.rmtree(base / "input" / "data" / "validation")
-    config = base / "input" / "config" / "inputdataconfig.json"
-    config.write_text(json.dumps({"training": json.loads(config.read_text())["training"]}))
-    training = base / "input" / "data" / "training"
-    (training / "iris.csv").unlink()
-    rng = np.random.default_rng(0)
-    rows = 1_000_000
-    data = np.column_stack([rng.integers(0, 3, rows), rng.random((rows, 8))])
-    np.savetxt(training / "big.csv", data, fmt="%.4f", delimiter=",")
+    base = big_training_job(copy_test_dir(tmp_path / "ml"))
     container = containers(image, "train", base)
     def fitting():
         assert container.status()["Running"], container.logs()

@@ -56,8 +56,6 @@ def test_cpus_without_a_quota_are_the_affinity_mask(tmp_path):
 
 @pytest.mark.parametrize(("cpu_max", "expected"), [("100000 100000", 1), ("50000 100000", 1), ("150000 100000", 2)])
 def test_a_cgroup_v2_quota_caps_the_cpus_rounded_up(tmp_path, cpu_max, expected):
-    if AFFINITY < expected:
-        pytest.skip(f"this machine has {AFFINITY} CPUs")
     figure = resources.cpus(v2(tmp_path, cpu_max=cpu_max))
     assert figure.value == min(expected, AFFINITY)
     if expected < AFFINITY:
