@@ -51,9 +51,16 @@ def worker_pids(server: Server) -> set[int]:
 
 
 def gunicorn_workers(server: Server, count: int, timeout: float = 10) -> set[int]:
-    """The worker pids, once gunicorn runs `count` of them."""
-    return wait_until(lambda: len(pids := worker_pids(server)) == count and pids, timeout,
-                      what=f"{count} gunicorn workers")
+    """The worker pids, once gunicorn runs `count` of them and each has logged its boot (a worker
+    is a process a moment before it writes "Booting worker")."""
+    def booted() -> set[int] | None:
+        pids = worker_pids(server)
+        log = server.log()
+        if len(pids) == count and all(f"Booting worker with pid: {pid}" in log for pid in pids):
+            return pids
+        return None
+
+    return wait_until(booted, timeout, what=f"{count} gunicorn workers")
 
 
 def worker_boots(server: Server) -> int:
