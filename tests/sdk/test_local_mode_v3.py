@@ -23,7 +23,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
-from test_local_mode import docker, docker_compose_available, isolated_env
+from test_local_mode import docker, docker_compose_available, isolated_env, typed_hyperparameters
 
 from support import REPO, TEST_DIR, free_port, require
 
@@ -48,18 +48,6 @@ def sdk3_python() -> Path:
     require(version.returncode == 0 and version.stdout.startswith("3."),
             f"{AWS3_VENV} has no SageMaker Python SDK version 3 ({version.stdout.strip() or version.stderr[-200:]})")
     return python
-
-
-def typed_hyperparameters() -> dict:
-    """local_test's hyperparameters as a v3 user writes them (numbers as numbers); v3 sends each
-    one through json.dumps, so strings stay as they are and 5 becomes "5"."""
-    def typed(value: str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    raw = json.loads((TEST_DIR / "input" / "config" / "hyperparameters.json").read_text())
-    return {name: typed(value) for name, value in raw.items()}
 
 
 def outcome(run: dict, step: str) -> dict:
@@ -153,6 +141,13 @@ def test_model_trainer_trains_in_a_local_container(v3_run):
     # ModelTrainer starts the image with no command: the image chose to train, and said why.
     assert "start: no command given; /opt/ml/input/config/" in v3_run["log"]
     assert "running train" in v3_run["log"]
+
+
+def test_model_trainer_hyperparameters_reach_the_container_decoded(v3_run):
+    """v3 sends each value through json.dumps ("false", "null", "7"); model.json holds them decoded."""
+    description = json.loads((Path(outcome(v3_run, "train")["model_dir"]) / "model.json").read_text())
+    sent = typed_hyperparameters()
+    assert {name: description["hyperparameters"][name] for name in sent} == sent
 
 
 def test_model_builder_builds_the_trained_model(v3_run):
