@@ -31,7 +31,7 @@ from pathlib import Path
 from flask import Flask, Response, request
 
 from . import registry as registries
-from . import server, settings
+from . import resources, server, settings
 from .errors import BadRequest, InsufficientStorage, ModelNotReady, NotFound, PayloadTooLarge, quoted
 from .registry import Entry, Registry
 
@@ -39,6 +39,7 @@ log = logging.getLogger("serve")
 
 WATCH_INTERVAL = 0.05  # seconds between a worker's looks at the registry
 UNLOAD_WAIT = 0.9  # of MODEL_SERVER_TIMEOUT: how long DELETE waits for busy workers to free a model
+REASON_LIMIT = 200  # characters of why a load failed, in the answer (the log has all of it)
 
 
 def _trim_memory() -> None:
@@ -59,11 +60,13 @@ def _rss() -> int:
 def _reason(loaded: server.LoadedModel, folder: str) -> Exception:
     """A failed load as the status SageMaker expects: 507 out of memory, 404 no model file, else 400."""
     reason = loaded.error or "unknown error"
+    reason = " ".join(reason.split())  # one line
+    reason = reason if len(reason) <= REASON_LIMIT else reason[:REASON_LIMIT] + "..."
     if reason.startswith("MemoryError"):
         return InsufficientStorage(f"not enough memory to load the model in {folder}")
     if reason.startswith(("FileNotFoundError", "IsADirectoryError", "NotADirectoryError")):
-        return NotFound(f"no loadable model in {folder}: {reason[:300]}")
-    return BadRequest(f"the model in {folder} cannot be loaded: {reason[:300]}")
+        return NotFound(f"no loadable model in {folder}: {reason}")
+    return BadRequest(f"the model in {folder} cannot be loaded: {reason}")
 
 
 class WorkerModels:
@@ -140,9 +143,14 @@ class WorkerModels:
         folder = Path(url)
         if not folder.is_absolute():
             raise BadRequest("url must be an absolute path to the model's folder")
-        if not folder.is_dir():
-            raise NotFound(f"no model folder at {str(folder)[:200]}")
-        size = registries.model_size(folder)
+        try:
+            is_dir = folder.is_dir()
+        except (OSError, ValueError) as error:  # a name too long, a NUL byte, no permission
+            raise BadRequest(f"url {quoted(url, 200)} cannot be read ({type(error).__name__})") from None
+        if not is_dir:
+            raise NotFound(f"no model folder at {quoted(url, 200)}")
+        # Counting stops once past the container's memory: such a folder is a 507 whatever the rest.
+        size = registries.model_size(folder, stop_above=resources.memory().value)
         # Each worker may come to hold a copy, and unpickling needs about one more while it runs.
         entry = self.registry.begin_load(name, str(folder), need=size * (self._workers + 1))
         started = time.monotonic()
@@ -154,7 +162,7 @@ class WorkerModels:
             loaded = self._load(folder)
             grew = max(0, _rss() - before)
             if not loaded.ready:
-                raise _reason(loaded, str(folder)[:200])
+                raise _reason(loaded, quoted(url, 200))
             with self._lock:
                 self._models[entry.key] = (entry.generation, loaded)
             ready = self.registry.finish_load(entry, memory=grew or size)
@@ -166,7 +174,8 @@ class WorkerModels:
                 self._loading.pop(entry.key, None)
             self._record()
         log.info("loaded model %s from %s in %.2fs (%.1f MB on disk, this worker grew by %.1f MB)",
-                 quoted(name), folder, time.monotonic() - started, size / registries.MB, grew / registries.MB)
+                 quoted(name), quoted(url, 200), time.monotonic() - started, size / registries.MB,
+                 grew / registries.MB)
         return ready
 
     def model(self, name: str) -> server.LoadedModel:
@@ -261,7 +270,10 @@ def add_routes(app: Flask, hooks: server.Hooks, config: settings.Serving, regist
 
     @app.post("/models")
     def load_model() -> Response:
-        body = request.get_json(force=True, silent=True)
+        try:
+            body = json.loads(request.get_data(cache=False))
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past Python's limit
+            body = None
         if not isinstance(body, dict):
             raise BadRequest('send a JSON object: {"model_name": NAME, "url": FOLDER}')
         name = registries.check_name(body.get("model_name"))

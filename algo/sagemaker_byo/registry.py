@@ -30,6 +30,7 @@ import os
 import secrets
 import shutil
 import socketserver
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -58,6 +59,8 @@ def check_name(name: object) -> str:
         raise BadRequest("model_name must be a non-empty string")
     if len(name) > MAX_NAME or not name.isprintable() or "/" in name:
         raise BadRequest(f"model_name must be at most {MAX_NAME} printable characters without '/'")
+    if name in (".", ".."):  # a URL path resolves these away: /models/<name> could never reach the model
+        raise BadRequest("model_name cannot be '.' or '..'")
     return name
 
 
@@ -94,15 +97,20 @@ class Entry:
         return {"modelName": self.name, "modelUrl": self.url}
 
 
-def model_size(folder: Path) -> int:
-    """Bytes of the files in a model folder (symbolic links not followed)."""
+def model_size(folder: Path, stop_above: int | None = None) -> int:
+    """Bytes of the regular files in a model folder (symbolic links not followed); the count stops
+    as soon as it passes `stop_above` (a folder that big cannot be loaded anyway)."""
     total = 0
     for root, _dirs, files in os.walk(folder):
         for name in files:
             try:
-                total += os.lstat(os.path.join(root, name)).st_size
+                info = os.lstat(os.path.join(root, name))
             except OSError:
-                pass
+                continue
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_size
+                if stop_above is not None and total > stop_above:
+                    return total
     return total
 
 
@@ -124,15 +132,18 @@ def _token(name: str) -> str:
 
 def _after(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8", "surrogatepass")
+        name = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8", "surrogatepass")
     except (binascii.Error, ValueError):
-        raise BadRequest("next_page_token is not one this server gave") from None
+        name = None
+    if name is None or _token(name) != token:  # the decoder skips what is not base64: "!!!!" would pass
+        raise BadRequest("next_page_token is not one this server gave")
+    return name
 
 
 def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_PAGE
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:  # "²" is a digit to isdigit(), not to int()
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}")
     return min(int(raw), MAX_PAGE)
 
@@ -298,7 +309,7 @@ def answer_get(registry: Registry, target: str) -> tuple[int, bytes, str]:
             name = unquote(parts.path[len("/models/"):], errors="surrogateescape")
             if not name or "/" in name:
                 raise NotFound("no such route; this server answers /ping, /models and /models/<name>")
-            return 200, json.dumps(registry.ready(name).listed()).encode(), "application/json"
+            return 200, json.dumps(registry.ready(check_name(name)).listed()).encode(), "application/json"
         raise NotFound("no such route; this server answers /ping, /models and /models/<name>")
     except HTTPError as error:
         return error.status, (error.message + "\n").encode(), "text/plain"
@@ -327,6 +338,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    # listen()'s backlog: socketserver's default of 5 refused nginx's connections (a 502) when
+    # more than a few list calls came at once.
+    request_queue_size = 1024
 
 
 class ListServer:

@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from . import contract as contracts
 from . import encoders, estimators, inference, media, resources, settings, streaming
-from .errors import BadRequest, HookError, HTTPError, ModelNotReady, PayloadTooLarge
+from .errors import BadRequest, HookError, HTTPError, ModelNotReady, PayloadTooLarge, quoted
 from .inference import Invocation
 
 log = logging.getLogger("serve")
@@ -66,7 +66,7 @@ def load_model(hooks: Hooks, model_dir: Path, threads: int | None = None) -> Loa
         model = hooks.model_fn(str(model_dir))
     except Exception as error:  # noqa: BLE001 - reported, and /ping answers 503
         reason = f"{type(error).__name__}: {error}"
-        log.exception("could not load the model from %s: %s; /ping will answer 503", model_dir, reason)
+        log.exception("could not load the model from %s: %s", model_dir, reason)
         return LoadedModel(error=reason)
     log.info("model loaded from %s in %.2fs", model_dir, time.monotonic() - started)
     if threads is not None:
@@ -275,8 +275,11 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
         loaded = LoadedModel(error="this is a multi-model endpoint: invoke POST /models/<name>/invoke")
     else:
         loaded = load_model(hooks, paths.model, threads=config.threads)
+        if not loaded.ready:
+            log.error("/ping will answer 503 and /invocations refuse until a loadable model is in %s", paths.model)
 
     app = Flask("sagemaker_byo")
+    app.url_map.merge_slashes = False  # "/models//invoke" is no route, not a redirect to another
     app.config["MAX_CONTENT_LENGTH"] = None  # the limit is ours, with our message
     app.extensions["sagemaker_model"] = loaded
 
@@ -325,10 +328,10 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
     @app.errorhandler(WerkzeugHTTPException)
     def werkzeug_error(error: WerkzeugHTTPException) -> Response:
         if error.code == 404:
-            return _text("no such route; this server answers /ping and /invocations", 404)
-        if error.code == 405:
-            # only the server's own routes get here, so the path is short and ours
-            return _text(f"{request.method} is not allowed on {request.path}", 405)
+            routes = "/ping and /models" if config.multi_model else "/ping and /invocations"
+            return _text(f"no such route; this server answers {routes}", 404)
+        if error.code == 405:  # the path may hold a model name the client chose: quoted, cut short
+            return _text(f"{request.method} is not allowed on {quoted(request.path, 80)}", 405)
         return _text(f"{error.name}: {error.description}", error.code or 400)
 
     @app.errorhandler(Exception)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import joblib
@@ -49,13 +51,14 @@ def loaded(registry: Registry, name: str, env: dict[str, str], url: str = "/mode
     return registry.finish_load(registry.begin_load(name, url, need=1000, env=env), memory=1000)
 
 
-@pytest.mark.parametrize("name", ["a", "model-1.tar.gz", "ünïcode", "x" * registries.MAX_NAME, "..", "a b"])
+@pytest.mark.parametrize("name", ["a", "model-1.tar.gz", "ünïcode", "x" * registries.MAX_NAME, "...", ".a", "a b"])
 def test_names_sagemaker_may_choose_are_kept(name):
     assert registries.check_name(name) == name
 
 
 @pytest.mark.parametrize("name", ["", None, 7, "a/b", "../../etc/passwd", "new\nline", "nul\x00", "\ud800",
-                                  "x" * (registries.MAX_NAME + 1)])
+                                  "x" * (registries.MAX_NAME + 1),
+                                  ".", ".."])  # a URL path resolves these: /models/<name> would never reach it
 def test_hostile_names_are_refused_with_a_400(name):
     with pytest.raises(BadRequest):
         registries.check_name(name)
@@ -126,15 +129,45 @@ def test_a_page_token_survives_churn_before_it(registry, roomy):
     assert [m["modelName"] for m in registry.page(page["nextPageToken"], "3")["models"]] == ["d", "e", "f"]
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "ten", "1.5"])
+@pytest.mark.parametrize("limit", ["0", "-1", "ten", "1.5", "\u00b2", "\u0663"])  # superscript 2, Arabic 3
 def test_a_bad_limit_is_a_400(registry, limit):
     with pytest.raises(BadRequest):
         registry.page(None, limit)
 
 
-def test_a_bad_token_is_a_400(registry):
+@pytest.mark.parametrize("token", ["!!!not base64", "!!!!", "YQ!!", "YQ=="])
+def test_a_token_this_server_did_not_give_is_a_400(registry, token):
     with pytest.raises(BadRequest):
-        registry.page("!!!not base64", None)
+        registry.page(token, None)
+
+
+def test_model_size_counts_regular_files_and_stops_past_its_cap(tmp_path):
+    (tmp_path / "model.joblib").write_bytes(b"x" * 1000)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "part").write_bytes(b"y" * 500)
+    os.mkfifo(tmp_path / "pipe")  # never read: a FIFO would block whoever opens it
+    (tmp_path / "link").symlink_to(tmp_path / "model.joblib")
+    assert registries.model_size(tmp_path) == 1500
+    assert 1000 <= registries.model_size(tmp_path, stop_above=999) <= 1500
+
+
+def test_the_list_server_takes_many_connections_at_once(registry, roomy, tmp_path):
+    """nginx opens a connection per list call: a burst must queue, not be refused (a 502)."""
+    loaded(registry, "m", roomy)
+    server = registries.ListServer(registry, tmp_path / "list.sock").start()
+    try:
+        def get(_) -> bytes:
+            with socket.socket(socket.AF_UNIX) as client:
+                client.setblocking(False)  # as nginx connects: a full backlog is EAGAIN at once
+                client.connect(str(tmp_path / "list.sock"))
+                client.settimeout(10)
+                client.sendall(b"GET /models HTTP/1.0\r\n\r\n")
+                return b"".join(iter(lambda: client.recv(65536), b""))
+        with ThreadPoolExecutor(64) as pool:
+            answers = list(pool.map(get, range(128)))
+        assert all(a.startswith(b"HTTP/1.1 200") and b'"modelName": "m"' in a for a in answers)
+    finally:
+        server.stop()
 
 
 def test_memory_used_is_the_cgroup_usage_less_its_inactive_file_cache(tmp_path):
@@ -215,7 +248,7 @@ def test_the_list_server_answers_get_from_the_registry(registry, roomy):
     assert registries.answer_get(registry, "/models/other")[0] == 404
     assert registries.answer_get(registry, "/models?limit=zero")[0] == 400
     status, body, _ = registries.answer_get(registry, "/models/%0A" + "x" * 5000)
-    assert status == 404 and len(body) < 200  # the name is quoted short, never echoed whole
+    assert status == 400 and len(body) < 200  # refused as DELETE refuses it, never echoed whole
 
 
 # -- WorkerModels and the routes, in one process --------------------------------------------

@@ -412,9 +412,9 @@ def test_body_at_the_limit_is_served(make_client, make_config):
 @pytest.mark.parametrize(("method", "path", "status", "message"), [
     ("get", "/nowhere", 404, "no such route; this server answers /ping and /invocations\n"),
     ("post", "/predict", 404, "no such route; this server answers /ping and /invocations\n"),
-    ("get", "/invocations", 405, "GET is not allowed on /invocations\n"),
-    ("post", "/ping", 405, "POST is not allowed on /ping\n"),
-    ("delete", "/invocations", 405, "DELETE is not allowed on /invocations\n"),
+    ("get", "/invocations", 405, "GET is not allowed on '/invocations'\n"),
+    ("post", "/ping", 405, "POST is not allowed on '/ping'\n"),
+    ("delete", "/invocations", 405, "DELETE is not allowed on '/invocations'\n"),
 ])
 def test_unknown_route_or_method_answers_with_a_short_message(client, method, path, status, message):
     assert assert_short_text(getattr(client, method)(path), status) == message
