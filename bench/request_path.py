@@ -88,13 +88,11 @@ def main() -> int:
            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     subprocess.run([str(ALGO / "train")], env=env, check=True, capture_output=True, timeout=300)
     os.environ.update(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_CONTAINER_LOG_LEVEL="WARNING")
-    import sklearn
     from flask import Flask, Response, request
     from sklearn.datasets import load_iris
 
     from predictor import app
 
-    sklearn.set_config(assume_finite=True)  # as the gunicorn workers run (gunicorn_conf.py)
     constant = Flask("constant")
 
     @constant.post("/invocations")

@@ -60,10 +60,9 @@ class InputContract:
         return tuple(c.name for c in self.columns or () if c.text)
 
     @property
-    def checks_values(self) -> bool:
-        """Whether `conform` makes the model's own finite-value check redundant: it refuses every
-        missing or infinite value that the (measured) model would refuse."""
-        return self.measured and self.columns is not None
+    def text_positions(self) -> tuple[int, ...]:
+        """Where the text columns stand in a row (for CSV, whose cells do not say)."""
+        return tuple(j for j, c in enumerate(self.columns or ()) if c.text)
 
     def as_json(self) -> dict:
         return {
@@ -324,6 +323,9 @@ def _ordered(data: pd.DataFrame, contract: InputContract) -> pd.DataFrame:
     if names is None:
         raise BadRequest("this model was trained without feature names; send rows as lists of values "
                          "instead of named columns or records")
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:  # picking one of them would shift values into the wrong columns
+        raise BadRequest(f"feature {', '.join(quoted(n) for n in repeated[:5])} is named more than once")
     missing = [n for n in names if n not in columns]
     unknown = [c for c in columns if c not in names]
     if missing or unknown:

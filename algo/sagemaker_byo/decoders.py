@@ -14,11 +14,12 @@ for the model's contract to say (`contract.conform`).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import lru_cache
 
 import numpy as np
@@ -40,6 +41,12 @@ VECTORISED_CSV_BYTES = 1024
 _POWERS_OF_10 = 10.0 ** np.arange(_SHORT_DECIMAL + 1)
 _JSON_BOOLEANS = re.compile(rb"true|false")
 _LINE_ENDS = re.compile(r"\r\n|\r|\n")
+# pandas' default na_values: what training's read_csv reads as missing in a text column.
+PANDAS_MISSING = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                            "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+# A long quoted review is one cell; the csv module's own limit (128 KB) would refuse it. The body
+# limit (SAGEMAKER_MAX_PAYLOAD_IN_MB) bounds it instead.
+csv.field_size_limit(2**31 - 1)
 
 
 def _text(data: bytes, charset: str) -> str:
@@ -60,15 +67,27 @@ def _lines(text: str) -> list[str]:
     return lines
 
 
-def _csv_rows_slowly(text: str) -> np.ndarray:
+def _csv_cells(text: str) -> list[list[str]]:
+    """The cells of each line. Quoted fields go through the csv module, strictly: a quote opened
+    and never closed would otherwise swallow every line after it into one cell."""
+    if '"' not in text:
+        return [line.split(",") for line in _lines(text)]
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        return list(reader)
+    except csv.Error as error:
+        raise BadRequest(f"CSV line {reader.line_num} cannot be read: {error} "
+                         f"(a quote that is never closed?)") from None
+
+
+def _csv_rows_slowly(text: str, text_columns: Collection[int] = ()) -> np.ndarray:
     """Row by row: numbers as floats, empty cells as NaN, anything else kept as text (a category,
     or a mistake the model's contract will name); a blank line is a row of missing values;
-    ragged rows are refused here."""
-    if '"' in text:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
-    else:
-        rows = [line.split(",") for line in _lines(text)]
-    blank = [not any(cell.strip() for cell in row) and len(row) <= 1 for row in rows]
+    ragged rows are refused here. A cell of a `text_columns` column is kept as it was sent, as
+    training's pandas read it (missing where pandas reads it as missing: "", "NA", "null", ...)."""
+    rows = _csv_cells(text)
+    lone_text = 0 in text_columns
+    blank = [len(row) <= 1 and not any(cell if lone_text else cell.strip() for cell in row) for row in rows]
     widths = [len(row) for row, empty in zip(rows, blank, strict=True) if not empty]
     if not rows:
         raise BadRequest("the body holds no CSV rows")
@@ -85,6 +104,10 @@ def _csv_rows_slowly(text: str) -> np.ndarray:
             first = blank.index(False) + 1
             raise BadRequest(f"CSV row {i + 1} has {len(row)} values but row {first} has {width}")
         for j, cell in enumerate(row):
+            if j in text_columns:
+                out[i, j] = np.nan if cell in PANDAS_MISSING else cell
+                numeric = False
+                continue
             cell = cell.strip()
             if not cell:
                 out[i, j] = np.nan
@@ -180,8 +203,12 @@ def _short_decimals(data: bytes) -> np.ndarray | None:
     return number.reshape(-1, width)
 
 
-def decode_csv(data: bytes, charset: str = "utf-8", n_features: int | None = None) -> np.ndarray:
-    """Header-less CSV rows: a float64 array, or an object array where some cells are text."""
+def decode_csv(data: bytes, charset: str = "utf-8", n_features: int | None = None,
+               text_columns: Collection[int] = ()) -> np.ndarray:
+    """Header-less CSV rows: a float64 array, or an object array where some cells are text.
+    `text_columns`: positions of the model's text columns, whose cells stay text ("007" is not 7)."""
+    if text_columns:
+        return _csv_rows_slowly(_text(data, charset), frozenset(text_columns))
     if len(data) > VECTORISED_CSV_BYTES and _ascii_digits(charset):
         array = _short_decimals(data)
         if array is not None:
@@ -411,12 +438,19 @@ DECODERS: dict[str, Callable[[bytes, str, int | None], np.ndarray | pd.DataFrame
 }
 
 
-def decode(data: bytes, content_type: str | None, n_features: int | None = None) -> np.ndarray | pd.DataFrame:
-    """The body as rows, by its Content-Type (missing means text/csv)."""
+def decode(data: bytes, content_type: str | None, n_features: int | None = None,
+           text_columns: Collection[int] = ()) -> np.ndarray | pd.DataFrame:
+    """The body as rows, by its Content-Type (missing means text/csv). `n_features` and
+    `text_columns` (positions) are what the model's contract knows of its columns, if anything."""
     media_type, params = media.parse(content_type or "text/csv")
     decoder = DECODERS.get(media_type)
     if decoder is None:
         raise UnsupportedMediaType(
             f"Content-Type {quoted(media_type)} is not supported; send one of {', '.join(DECODERS)}"
         )
-    return decoder(data, params.get("charset", "utf-8"), n_features)
+    charset = params.get("charset", "utf-8")
+    if data.startswith(codecs.BOM_UTF8) and charset.lower().replace("_", "-") in ("utf-8", "utf8"):
+        data = data[len(codecs.BOM_UTF8):]  # a byte-order mark, as some editors write: not a cell
+    if text_columns and media_type == "text/csv":  # only CSV cannot tell "007" from 7
+        return decode_csv(data, charset, n_features, text_columns)
+    return decoder(data, charset, n_features)

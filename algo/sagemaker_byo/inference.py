@@ -7,12 +7,13 @@ whether probabilities were asked for, and the model's input contract (`contract.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import contract as contracts
+from . import decoders
 from .errors import BadRequest, quoted
 
 PROBABILITIES = "probabilities"
@@ -31,22 +32,21 @@ class Invocation:
     # A large CSV or JSON Lines body reaches the hooks in chunks of whole lines: the index of this
     # chunk's first row in the body (0 for a body in one piece).
     first_row: int = 0
-    _conformed: Any = field(default=None, repr=False)
 
     @property
     def wants_probabilities(self) -> bool:
         """True when this request asked for class probabilities instead of labels."""
         return self.output == PROBABILITIES
 
+    def decode(self, body: bytes, content_type: str) -> Any:
+        """The body as rows (`decoders.decode`), told what the contract knows of the model's
+        columns: how many, and which hold text (a CSV cell "007" stays text there)."""
+        return decoders.decode(body, content_type, self.contract.n_features, self.contract.text_positions)
+
     def conform(self, rows: Any) -> Any:
         """Decoded rows checked against the model's contract and shaped as the model takes them
-        (`contract.conform`). The server skips scikit-learn's own finite check only for input
-        that went through here."""
-        self._conformed = contracts.conform(rows, self.contract)
-        return self._conformed
-
-    def conformed(self, data: Any) -> bool:
-        return data is not None and data is self._conformed
+        (`contract.conform`)."""
+        return contracts.conform(rows, self.contract)
 
 
 @dataclass(frozen=True)

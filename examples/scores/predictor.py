@@ -29,7 +29,7 @@ import os
 import joblib
 import numpy as np
 
-from sagemaker_byo import decoders, encoders, inference
+from sagemaker_byo import encoders, inference
 from sagemaker_byo.errors import BadRequest  # noqa: F401 - for hooks that refuse input
 from sagemaker_byo.inference import Invocation
 from sagemaker_byo.server import Hooks, create_app
@@ -50,8 +50,7 @@ def model_fn(model_dir: str):
 
 def input_fn(input_data: bytes, content_type: str, invocation: Invocation):
     # Decode (CSV, JSON, JSON Lines, .npy), then hold the rows to what the model takes.
-    rows = decoders.decode(input_data, content_type, invocation.contract.n_features)
-    return invocation.conform(rows)
+    return invocation.conform(invocation.decode(input_data, content_type))
 
 
 def predict_fn(data, model, invocation: Invocation):

@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from sagemaker_byo import decoders, encoders, settings
+from sagemaker_byo import encoders, settings
 from sagemaker_byo.server import Hooks, create_app
 from support import IRIS_FEATURES
 
@@ -51,8 +51,7 @@ def build_hooks(model, **overrides) -> Hooks:
     hook takes the request's `Invocation` as its last argument."""
     hooks = Hooks(
         model_fn=lambda model_dir: model,
-        input_fn=lambda body, content_type, invocation: invocation.conform(
-            decoders.decode(body, content_type, invocation.contract.n_features)),
+        input_fn=lambda body, content_type, invocation: invocation.conform(invocation.decode(body, content_type)),
         predict_fn=lambda data, loaded, invocation: loaded.predict(data),
         output_fn=lambda prediction, accept, invocation: encoders.encode(prediction, accept),
         accept_types=tuple(encoders.ENCODERS),

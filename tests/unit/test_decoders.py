@@ -119,7 +119,6 @@ NON_NUMERIC = [
     (b"0x10,1\n", [["0x10", 1.0]], "row 1, column 1: '0x10' is not a number"),
     (b"NA,1\n", [["NA", 1.0]], "row 1, column 1: 'NA' is not a number"),
     (b"null,1\n", [["null", 1.0]], "row 1, column 1: 'null' is not a number"),
-    (b"\xef\xbb\xbf1,2\n", [["\ufeff1", 2.0]], "row 1, column 1: '\\ufeff1' is not a number"),  # a BOM
     (b"1," + b"x" * 50 + b"\n", [[1.0, "x" * 50]], f"row 1, column 2: {'x' * 40 + '...'!r} is not a number"),
     (b" 5 ,x \n", [[5.0, "x"]], "row 1, column 2: 'x' is not a number"),  # cells are stripped
 ]
@@ -344,3 +343,46 @@ def test_json_lines_of_single_values_are_one_value_rows():
     rows = decoders.decode(b'"lovely lamp"\n"broken chair"\n\n', "application/jsonlines", 1)
     assert rows.shape == (3, 1)
     assert rows[0, 0] == "lovely lamp" and rows[1, 0] == "broken chair"
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("text/csv", b"1,2\n3,4\n"), ("text/csv", b"1,2\n3,4\n" * 200), ("application/json", b"[[1, 2], [3, 4]]"),
+    ("application/jsonlines", b"[1, 2]\n[3, 4]\n"), ("text/csv; charset=utf-8", b"1,2\n3,4\n"),
+])
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_cell(content_type, body):
+    rows = decode(b"\xef\xbb\xbf" + body, content_type)
+    assert np.array_equal(rows[:2], [[1.0, 2.0], [3.0, 4.0]])
+
+
+@pytest.mark.parametrize("body", [b'1,"red\n2,blue\n3,green\n', b'"a"\n"unterminated\nsecond\n'])
+def test_a_quote_never_closed_is_a_400_not_rows_swallowed(body):
+    with pytest.raises(BadRequest) as raised:
+        decode(body, "text/csv")
+    assert "quote" in raised.value.message and "CSV line" in raised.value.message
+
+
+def test_a_quoted_cell_longer_than_the_csv_modules_default_limit_is_read():
+    review = "x" * 200_000
+    rows = decode(f'"{review}",1\n"short",2\n'.encode(), "text/csv")
+    assert rows[0, 0] == review and rows[1, 0] == "short" and rows[1, 1] == 2.0
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (b"1.0,007\n", [[1.0, "007"]]),  # as training's pandas read a text column: not the number 7
+    (b'1.0," teal"\n', [[1.0, " teal"]]),  # spaces kept, quoted or not
+    (b"1.0, teal\n", [[1.0, " teal"]]),
+    (b"1.0,1.50\n", [[1.0, "1.50"]]),
+    (b"1.0,\n2.0,NA\n3.0,null\n", [[1.0, NAN], [2.0, NAN], [3.0, NAN]]),  # pandas' missing words
+    (b"1.0,red\n\n2.0,blue\n", [[1.0, "red"], [NAN, NAN], [2.0, "blue"]]),  # a blank line is a row
+    (b" 4 ,red\n", [[4.0, "red"]]),  # a number column is read as before
+])
+def test_cells_of_the_models_text_columns_stay_as_sent(body, expected):
+    rows = decode(body, "text/csv", 2, text_columns=(1,))
+    assert rows.shape == (len(expected), 2)
+    for got, want in zip(rows.ravel().tolist(), [c for row in expected for c in row], strict=True):
+        assert (got != got and want != want) or got == want, (got, want)
+
+
+def test_a_text_only_model_gets_numbers_and_spaces_as_text():
+    rows = decode(b"1.50\n   \n\nlovely lamp\n", "text/csv", 1, text_columns=(0,))
+    assert rows[:, 0].tolist()[:2] == ["1.50", "   "] and rows[2, 0] != rows[2, 0] and rows[3, 0] == "lovely lamp"

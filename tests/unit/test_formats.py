@@ -469,6 +469,8 @@ def test_conform_names_the_columns_of_an_array_for_a_model_with_feature_names(na
      "feature names do not match the model's (missing 'petal_width')"),
     ("named", frame([*NAMES, "colour"], [(1, 2, 3, 4, 5)]),
      "feature names do not match the model's (unknown 'colour')"),
+    ("named", frame([*NAMES, "sepal_length"], [(1, 2, 3, 4, 9)]),
+     "feature 'sepal_length' is named more than once"),  # never one of them picked, values shifted
     ("named", frame([*NAMES[:2], "petal", "colour"]),
      "feature names do not match the model's (missing 'petal_length', 'petal_width'; unknown 'petal', 'colour')"),
     ("unnamed", frame(NAMES), "feature names do not match the model's (missing 'column_2', 'column_3', "
