@@ -86,8 +86,9 @@ def _csv_rows_slowly(text: str, text_columns: Collection[int] = ()) -> np.ndarra
     ragged rows are refused here. A cell of a `text_columns` column is kept as it was sent, as
     training's pandas read it (missing where pandas reads it as missing: "", "NA", "null", ...)."""
     rows = _csv_cells(text)
-    lone_text = 0 in text_columns
-    blank = [len(row) <= 1 and not any(cell if lone_text else cell.strip() for cell in row) for row in rows]
+    # A line of nothing but spaces is blank, as training's pandas skips it (a row of missing values
+    # here, never dropped), even in a text column.
+    blank = [len(row) <= 1 and not any(cell.strip() for cell in row) for row in rows]
     widths = [len(row) for row, empty in zip(rows, blank, strict=True) if not empty]
     if not rows:
         raise BadRequest("the body holds no CSV rows")
