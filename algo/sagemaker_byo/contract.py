@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -323,7 +324,7 @@ def _ordered(data: pd.DataFrame, contract: InputContract) -> pd.DataFrame:
     if names is None:
         raise BadRequest("this model was trained without feature names; send rows as lists of values "
                          "instead of named columns or records")
-    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    repeated = sorted(c for c, times in Counter(columns).items() if times > 1)
     if repeated:  # picking one of them would shift values into the wrong columns
         raise BadRequest(f"feature {', '.join(quoted(n) for n in repeated[:5])} is named more than once")
     missing = [n for n in names if n not in columns]
