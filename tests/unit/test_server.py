@@ -10,7 +10,9 @@ import pytest
 import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from sagemaker_byo import contract, decoders, encoders, settings
 from sagemaker_byo.errors import (
@@ -283,6 +285,15 @@ def test_a_number_too_large_for_the_models_float32_is_a_400_not_an_answer(iris_m
     with pytest.raises(BadRequest) as raised:
         invoke_with(make_hooks(iris_model), iris_model, body)
     assert "too large" in raised.value.message
+
+
+def test_a_number_a_scaler_overflows_is_a_400_not_an_answer(iris, make_hooks):
+    """Finite going in, infinite after scaling: the nearest-neighbours step would find some answer."""
+    features, labels = iris
+    model = make_pipeline(StandardScaler(), KNeighborsClassifier()).fit(features, labels)
+    with pytest.raises(BadRequest) as raised:
+        invoke_with(make_hooks(model), model, b"1.7e308,3.5,1.4,0.2\n")  # over 1.8e308 once divided by the 0.83 spread
+    assert "infinity" in raised.value.message or "too large" in raised.value.message
 
 
 def test_scikit_learns_finite_check_stays_on_for_every_request(iris_model, make_hooks):
