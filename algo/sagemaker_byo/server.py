@@ -318,8 +318,7 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
     @app.errorhandler(WerkzeugHTTPException)
     def werkzeug_error(error: WerkzeugHTTPException) -> Response:
         if error.code == 404:
-            routes = "/ping and /models" if config.multi_model else "/ping and /invocations"
-            return _text(f"no such route; this server answers {routes}", 404)
+            return _text(f"no such route; this server answers {config.routes}", 404)
         if error.code == 405:  # the path may hold a model name the client chose: quoted, cut short
             return _text(f"{request.method} is not allowed on {quoted(request.path, 80)}", 405)
         return _text(f"{error.name}: {error.description}", error.code or 400)

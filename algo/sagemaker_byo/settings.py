@@ -142,6 +142,11 @@ class Serving:
     def max_payload_bytes(self) -> int:
         return self.max_payload_mb * MB
 
+    @property
+    def routes(self) -> str:
+        """The routes this server answers, as its 404s (nginx's and the app's) name them."""
+        return "/ping and /models" if self.multi_model else "/ping and /invocations"
+
 
 def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = env.get(name, "").strip()

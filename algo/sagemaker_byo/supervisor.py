@@ -46,7 +46,7 @@ def render_nginx_conf(config: settings.Serving, runtime_dir: Path, socket: Path,
         "body_buffer_kb": str(min(config.max_payload_mb * 1024, 1024)),
         "timeout": str(config.timeout),
         "multi_model": registry.nginx_locations(runtime_dir) if config.multi_model else "",
-        "routes": "/ping and /models" if config.multi_model else "/ping and /invocations",
+        "routes": config.routes,
     }
     text = template.read_text()
     for name, value in values.items():
