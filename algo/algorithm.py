@@ -22,9 +22,7 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from sagemaker_byo.algorithms import Algorithm, tabular
-from sagemaker_byo.errors import UserError
-from sagemaker_byo.hyperparameters import Param
+from sagemaker_byo import Algorithm, Param, UserError, tabular
 
 CLASSIFICATION_ONLY = ("classification",)
 RANDOM_STATE = {"random_state": Param(int, 0, low=0, high=2**32 - 1, nullable=True)}

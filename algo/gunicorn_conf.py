@@ -9,7 +9,8 @@ import json
 import os
 import signal
 
-from sagemaker_byo import settings, supervisor
+from sagemaker_byo import settings
+from sagemaker_byo.serving import supervisor
 
 # No cyclic garbage collection while the master loads the app: importing the libraries and
 # unpickling the model make next to no cyclic garbage (a full collection afterwards finds

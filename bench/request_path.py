@@ -54,7 +54,7 @@ def stages(model, plain, body: bytes) -> None:
     import numpy as np
     import pandas as pd
 
-    from sagemaker_byo import decoders, encoders
+    from sagemaker_byo.serving import decoders, encoders
 
     parts = {
         "read CSV, vectorised reader": lambda: decoders._short_decimals(body),

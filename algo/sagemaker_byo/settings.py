@@ -131,7 +131,7 @@ class Serving:
     log_level: int
     preload: bool
     threads: int = 1  # native threads per worker (OpenMP, BLAS, n_jobs): workers x threads <= CPUs
-    multi_model: bool = False  # models loaded and unloaded at run time (sagemaker_byo.multimodel)
+    multi_model: bool = False  # models loaded and unloaded at run time (sagemaker_byo.serving.multimodel)
     chunk_mb: int = MAX_CHUNK_MB  # large CSV and JSON Lines bodies are scored in chunks of this size; 0: whole
 
     @property

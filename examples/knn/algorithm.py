@@ -11,8 +11,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sagemaker_byo.algorithms import Algorithm
-from sagemaker_byo.hyperparameters import Param
+from sagemaker_byo import Algorithm, Param
 
 
 def knn(params, task, features):

@@ -14,7 +14,7 @@ serves /ping and /invocations; the SageMaker plumbing lives in sagemaker_byo.
     predict_fn(data, model, invocation)            -> predictions, one per row
     output_fn(prediction, accept, invocation)      -> the response body, in the negotiated `accept` type
 
-`invocation` (sagemaker_byo.inference.Invocation) carries the request's options: `accept`,
+`invocation` (sagemaker_byo.Invocation) carries the request's options: `accept`,
 `custom_attributes`, `wants_probabilities`, and `contract`, what the model takes (measured by
 calling it). Raise `BadRequest(message)` from any hook to answer 400 with that message; a
 ValueError raised while decoding (input_fn) or predicting is a 400 too; anything else is a 500
@@ -29,10 +29,8 @@ import os
 import joblib
 import numpy as np
 
-from sagemaker_byo import encoders, inference
-from sagemaker_byo.errors import BadRequest  # noqa: F401 - for hooks that refuse input
-from sagemaker_byo.inference import Invocation
-from sagemaker_byo.server import Hooks, create_app
+from sagemaker_byo import BadRequest  # noqa: F401 - for hooks that refuse input
+from sagemaker_byo import ENCODERS, Hooks, Invocation, create_app, encode, probabilities
 
 MODEL_FILE = "model.joblib"  # as written by algo/train
 
@@ -57,7 +55,7 @@ def predict_fn(data, model, invocation: Invocation):
     # Class probabilities when the request asks for them (custom attribute output=probabilities,
     # or SAGEMAKER_INFERENCE_OUTPUT=probabilities for batch transform).
     if invocation.wants_probabilities:
-        return inference.probabilities(model, data)
+        return probabilities(model, data)
     # Otherwise one record per row: the most probable class and its probability.
     probabilities = np.asarray(model.predict_proba(data))
     best = probabilities.argmax(axis=1)
@@ -68,7 +66,7 @@ def predict_fn(data, model, invocation: Invocation):
 
 def output_fn(prediction, accept: str, invocation: Invocation) -> bytes:
     # Records encode as JSON objects, JSON Lines objects or CSV `label,score` lines.
-    return encoders.encode(prediction, accept)
+    return encode(prediction, accept)
 
 
-app = create_app(Hooks(model_fn, input_fn, predict_fn, output_fn, accept_types=tuple(encoders.ENCODERS)))
+app = create_app(Hooks(model_fn, input_fn, predict_fn, output_fn, accept_types=tuple(ENCODERS)))

@@ -13,9 +13,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from sagemaker_byo.algorithms import Algorithm
-from sagemaker_byo.errors import UserError
-from sagemaker_byo.hyperparameters import Param
+from sagemaker_byo import Algorithm, Param, UserError
 
 
 def tfidf(params, task, features):

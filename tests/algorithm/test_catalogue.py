@@ -14,8 +14,8 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 import algorithm
-from sagemaker_byo import fitting
 from sagemaker_byo.errors import UserError
+from sagemaker_byo.training import fitting
 from support import TEST_DIR
 
 ALGORITHMS = algorithm.ALGORITHMS

@@ -325,13 +325,13 @@ def test_well_formed_rows_of_any_finite_numbers_get_one_prediction_each(
 LONG = "x" * 2000
 ECHOED = {
     "accept": ({"Accept": f"application/{LONG}"}, "/invocations",
-               "sagemaker_byo/media.py negotiate(): NotAcceptable quotes the whole Accept header"),
+               "sagemaker_byo/serving/media.py negotiate(): NotAcceptable quotes the whole Accept header"),
     "content_type": ({"Content-Type": f"application/{LONG}"}, "/invocations",
-                     "sagemaker_byo/decoders.py decode(): UnsupportedMediaType quotes the whole media type"),
+                     "sagemaker_byo/serving/decoders.py decode(): UnsupportedMediaType quotes the whole media type"),
     "charset": ({"Content-Type": f"text/csv; charset={LONG}"}, "/invocations",
-                "sagemaker_byo/decoders.py _text(): 'unknown charset' quotes the whole charset"),
+                "sagemaker_byo/serving/decoders.py _text(): 'unknown charset' quotes the whole charset"),
     "custom_attributes": ({"X-Amzn-SageMaker-Custom-Attributes": f"output={LONG}"}, "/invocations",
-                          "sagemaker_byo/inference.py requested_output() quotes the whole output value"),
+                          "sagemaker_byo/serving/invocation.py requested_output() quotes the whole output value"),
     "path": ({}, f"/{LONG}", "algo/nginx.conf 'location /' returns 'no route $uri' with the whole path"),
 }
 

@@ -16,8 +16,10 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from sagemaker_byo import encoders, settings
-from sagemaker_byo.server import Hooks, create_app
+from sagemaker_byo import settings
+from sagemaker_byo.serving import encoders
+from sagemaker_byo.serving.app import create_app
+from sagemaker_byo.serving.pipeline import Hooks
 from support import IRIS_FEATURES
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,8 +18,8 @@ from sklearn.preprocessing import OrdinalEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from sagemaker_byo.contract import UNKNOWN, Column, InputContract, conform, measure, measure_loaded
-from sagemaker_byo.decoders import decode
 from sagemaker_byo.errors import BadRequest
+from sagemaker_byo.serving.decoders import decode
 
 NAMES = ("colour", "length", "size")
 HEADERLESS = ("column_2", "column_3")

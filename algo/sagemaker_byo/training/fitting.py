@@ -1,0 +1,357 @@
+"""The training job around an algorithm of algo/algorithm.py: `train(job, ALGORITHMS)`.
+
+It parses the hyperparameters (the common ones below, and the chosen algorithm's own), reads the
+`training` channel (and `validation`, when given), splits off the target, settles the task, has
+the algorithm build (or fit) its model, fits it, growing it with checkpoints where it can grow
+and the job has a checkpoint folder, prints metrics for MetricDefinitions, and saves
+`model.joblib` with its description `model.json` atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import InvalidParameterError
+from threadpoolctl import threadpool_limits
+
+from .. import contract, resources
+from ..errors import AlgorithmError, UserError
+from . import channels, checkpoints, evaluation
+from .algorithms import Algorithm, text_columns
+from .hyperparameters import IGNORED_PREFIXES, Param, Schema, decode
+from .job import Job, save_model
+from .job import metric as log_metric
+
+log = logging.getLogger("train")
+
+MODEL_FILE = "model.joblib"
+METADATA_FILE = "model.json"
+FORMAT_VERSION = 2
+CLASSIFICATION, REGRESSION = evaluation.CLASSIFICATION, evaluation.REGRESSION
+MAX_CLASSES_INFERRED = 20  # an integer target with more distinct values is taken for regression
+
+
+def common(catalogue: dict[str, Algorithm]) -> dict[str, Param]:
+    """The hyperparameters every algorithm takes; `algorithm` defaults to the catalogue's first."""
+    return {
+        "algorithm": Param(str, next(iter(catalogue)), choices=tuple(catalogue)),
+        "task": Param(str, None, choices=(CLASSIFICATION, REGRESSION), nullable=True),
+        "header": Param(bool, False),
+        "target": Param(str, None, nullable=True),
+        "checkpoint_steps": Param(int, 10, low=1, high=1000),
+    }
+
+
+def check_catalogue(catalogue: Any) -> None:
+    if not isinstance(catalogue, dict) or not catalogue:
+        raise AlgorithmError("algorithm.py's ALGORITHMS must be a non-empty dict of name to Algorithm")
+    names = set(common({"": None}))
+    for name, algorithm in catalogue.items():
+        if not isinstance(algorithm, Algorithm):
+            raise AlgorithmError(f"ALGORITHMS[{name!r}] is a {type(algorithm).__name__}, not an Algorithm")
+        clash = sorted(names & set(algorithm.hyperparameters))
+        if clash:
+            raise AlgorithmError(f"algorithm {name!r} declares {', '.join(clash)}, which every algorithm takes")
+
+
+def parse_hyperparameters(raw: dict, catalogue: dict[str, Algorithm]) -> dict:
+    """Every hyperparameter of the chosen algorithm, typed, with defaults (for either task)."""
+    schema = common(catalogue)
+    if not isinstance(raw, dict):
+        raise UserError("hyperparameters.json must hold a JSON object of name-value pairs")
+    name = schema["algorithm"].coerce("algorithm", raw.get("algorithm", schema["algorithm"].default))
+    return Schema({**schema, **catalogue[name].hyperparameters}).parse(raw, context=f"algorithm '{name}'")
+
+
+def given(raw: dict) -> set[str]:
+    """The names the job set to a value (not null), leaving out SageMaker's own keys."""
+    return {name for name, value in raw.items()
+            if not name.startswith(IGNORED_PREFIXES) and str(decode(value)).strip().lower() not in ("null", "none", "")}
+
+
+def for_task(name: str, algorithm: Algorithm, params: dict, raw: dict, task: str) -> dict:
+    """The algorithm's own hyperparameters that apply to `task`, as `build`/`fit` get them: a
+    parameter of the other task is dropped (refused when the job set it), a null one left out."""
+    own = {}
+    explicit = given(raw)
+    for key, param in algorithm.hyperparameters.items():
+        if not param.applies_to(task):
+            if key in explicit:
+                raise UserError(f"hyperparameter '{key}' of algorithm '{name}' applies to "
+                                f"{' and '.join(param.tasks)} only, and this job's task is {task}")
+            continue
+        if params[key] is not None:
+            own[key] = params[key]
+    return own
+
+
+def check_task(name: str, algorithm: Algorithm, task: str, inferred_from: str | None = None) -> None:
+    if task in algorithm.tasks:
+        return
+    message = f"algorithm '{name}' has no {task} variant; it supports: {', '.join(algorithm.tasks)}"
+    if inferred_from is not None:
+        message += (f" (the task was inferred from the target column {inferred_from}; set the hyperparameter "
+                    f"task to {' or '.join(algorithm.tasks)} if that is what it is)")
+    raise UserError(message)
+
+
+def infer_task(target: pd.Series) -> str:
+    if target.dtype.kind not in "biuf":
+        return CLASSIFICATION
+    values = target.to_numpy(dtype=np.float64)
+    if np.all(values == np.round(values)) and len(np.unique(values)) <= MAX_CLASSES_INFERRED:
+        return CLASSIFICATION
+    return REGRESSION
+
+
+def prepare_target(target: pd.Series, task: str) -> np.ndarray:
+    if task == REGRESSION:
+        if target.dtype.kind not in "biuf":
+            bad = pd.to_numeric(target, errors="coerce").isna().to_numpy()
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise UserError(f"task 'regression' needs a numeric target, but data row {row + 1} has "
+                                f"{target.iloc[row]!r}")
+        return target.to_numpy(dtype=np.float64)
+    if target.dtype.kind == "f" and np.all(target.to_numpy() == np.round(target.to_numpy())):
+        return target.to_numpy().astype(np.int64)
+    if not pd.api.types.is_numeric_dtype(target.dtype):
+        return target.astype(str).to_numpy(dtype=object)
+    return target.to_numpy()
+
+
+def name_columns(features: pd.DataFrame) -> pd.DataFrame:
+    """Headerless columns are named by their CSV position (`column_2`, ...), so a pipeline and the
+    server can refer to them."""
+    if all(isinstance(c, str) for c in features.columns):
+        return features
+    return features.set_axis([f"column_{c + 1}" for c in features.columns], axis=1)
+
+
+def fits_on_array(features: pd.DataFrame, algorithm: Algorithm) -> bool:
+    """The plumbing fits on a float32 array when every column is numeric (the server's fast path,
+    and no feature-name warnings), else on the DataFrame; `fit` always gets the DataFrame."""
+    return algorithm.build is not None and not algorithm.frame and not text_columns(features)
+
+
+def model_input(features: pd.DataFrame, array: bool):
+    return features.to_numpy(dtype=np.float32) if array else features
+
+
+def final_step(model):
+    return model[-1] if isinstance(model, Pipeline) else model
+
+
+class _Refusal:
+    """Turns scikit-learn's refusal of a hyperparameter into a UserError naming the algorithm."""
+
+    def __init__(self, name: str, task: str, params: dict) -> None:
+        self.name, self.task, self.params = name, task, params
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, tb) -> bool:
+        if isinstance(error, InvalidParameterError):
+            raise UserError(f"algorithm '{self.name}' ({self.task}) refused a hyperparameter: {error}") from error
+        if isinstance(error, TypeError) and "unexpected keyword argument" in str(error):
+            takes = ", ".join(sorted(self.params)) or "none"
+            raise UserError(f"algorithm '{self.name}' ({self.task}) could not be built: {error}; "
+                            f"its hyperparameters for {self.task}: {takes}") from error
+        return False
+
+
+def fit(job: Job, model, data, target: np.ndarray, grows: str | None, steps: int, fingerprint: str):
+    """Fit, growing step by step with checkpoints where the model can grow and the job has a
+    checkpoint folder; returns the fitted model."""
+    started = time.monotonic()
+    folder = checkpoints.directory(job.paths)
+    if grows is None or folder is None:
+        log.info("fit started: %s on %d rows", model, len(target))
+        model.fit(data, target)
+    else:
+        model = grow(job, model, data, target, grows, steps, fingerprint, folder, started)
+    log.info("fit finished in %.1fs", time.monotonic() - started)
+    job.check_stop()
+    return model
+
+
+def grow(job: Job, model, data, target, grows: str, steps: int, fingerprint: str, folder, started: float):
+    """A Pipeline's preprocessing is fitted once; its last step (or the bare estimator) grows."""
+    if isinstance(model, Pipeline):
+        preprocessing, (last, estimator) = model[:-1], model.steps[-1]
+    else:
+        preprocessing, last, estimator = None, None, model
+    store = checkpoints.Store(folder, fingerprint)
+    total = estimator.get_params()[grows]
+    step = math.ceil(total / steps)
+    done = 0
+    saved = store.latest()
+    if saved is not None:
+        preprocessing, estimator = saved.state
+        done = saved.step
+        log.info("resuming from checkpoint %s: %d of %d %s done", saved.path.name, done, total, grows)
+    elif preprocessing is not None:
+        preprocessing.fit(data, target)
+    matrix = preprocessing.transform(data) if preprocessing is not None else data
+    estimator.set_params(warm_start=True)
+    log.info("fit started: %s on %d rows, checkpoints every %d %s in %s", estimator, len(target), step, grows, folder)
+    while done < total:
+        job.check_stop()
+        done = min(done + step, total)
+        estimator.set_params(**{grows: done})
+        estimator.fit(matrix, target)
+        path = store.save(done, (preprocessing, estimator))
+        job.resume_note = (f"checkpoint {path.name} ({done} of {total} {grows}) is in {folder}; a job with the "
+                           f"same hyperparameters, data and checkpoint configuration resumes from it")
+        log.info("grew to %d of %d %s (%.1fs)", done, total, grows, time.monotonic() - started)
+    estimator.set_params(warm_start=False)
+    if preprocessing is None:
+        return estimator
+    return Pipeline([*preprocessing.steps, (last, estimator)])
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def describe(model, name: str, task: str, params: dict, features: pd.DataFrame, target_name, rows: int,
+             metrics: dict, header: bool) -> dict:
+    classes = getattr(model, "classes_", None)
+    return {
+        "format_version": FORMAT_VERSION,
+        "model_file": MODEL_FILE,
+        "algorithm": name,
+        "estimator": type(final_step(model)).__name__,
+        "task": task,
+        "n_features": int(features.shape[1]),
+        "feature_names": [str(c) for c in features.columns],
+        "feature_names_from_header": header,
+        "categorical_features": [str(c) for c in text_columns(features)],
+        "input": contract.measure(model, features).as_json(),
+        "target": str(target_name),
+        "classes": [_plain(c) for c in classes] if classes is not None else None,
+        "hyperparameters": params,
+        "training_rows": rows,
+        "metrics": metrics,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": {
+            "python": platform.python_version(),
+            "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+            "pandas": pd.__version__,
+            "joblib": joblib.__version__,
+        },
+    }
+
+
+def is_secondary_host(job: Job) -> bool:
+    """In a multi-instance job only the first host trains, so the merged model/ has one model."""
+    hosts = job.resource_config.get("hosts") or []
+    current = job.resource_config.get("current_host")
+    return len(hosts) > 1 and current is not None and current != sorted(hosts)[0]
+
+
+def read(job: Job, name: str, header: bool, target) -> tuple[pd.DataFrame, pd.Series]:
+    mode = channels.input_mode(name, job.input_data_config)
+    table = channels.read_table(name, job.channel(name), header=header, mode=mode, target=target)
+    features, y = channels.split_target(table, target, name)
+    features = name_columns(features)
+    channels.check_features(features, table)
+    return features, y
+
+
+def train(job: Job, catalogue: dict[str, Algorithm]) -> None:
+    check_catalogue(catalogue)
+    params = parse_hyperparameters(job.hyperparameters, catalogue)
+    if is_secondary_host(job):
+        log.info("host %s is not the first of %s; only the first host trains, exiting",
+                 job.resource_config["current_host"], job.resource_config["hosts"])
+        return
+    for channel in ("training", "validation"):
+        channels.check_content_type(channel, job.input_data_config)
+    name, header, target = params["algorithm"], params["header"], params["target"]
+    algorithm = catalogue[name]
+    if params["task"] is not None:
+        check_task(name, algorithm, params["task"])
+    if target is not None and not target.lstrip("-").isdigit() and not header:
+        raise UserError(f"target {target!r} is a column name, which needs header=true; "
+                        f"or give the column's 0-based index")
+
+    started = time.monotonic()
+    features, y = read(job, "training", header, target)
+    target_name = y.name
+    log.info("read %d training rows with %d features in %.1fs", len(y), features.shape[1],
+             time.monotonic() - started)
+    task = params["task"] or infer_task(y)
+    check_task(name, algorithm, task, inferred_from=None if params["task"] else repr(str(target_name)))
+    own = for_task(name, algorithm, params, job.hyperparameters, task)
+    params = {key: value for key, value in params.items()  # as model.json records them: for this task
+              if key not in algorithm.hyperparameters or algorithm.hyperparameters[key].applies_to(task)}
+    target_values = prepare_target(y, task)
+    if task == CLASSIFICATION and len(np.unique(target_values)) < 2:
+        raise UserError(f"the target column {target_name!r} holds one class only; a classifier needs at least two")
+
+    validation = None
+    if job.has_channel("validation"):
+        v_features, v_y = read(job, "validation", header, target)
+        if list(v_features.columns) != list(features.columns):
+            raise UserError(f"the validation channel has {v_features.shape[1]} features "
+                            f"({', '.join(map(str, v_features.columns[:5]))}...) but training has "
+                            f"{features.shape[1]} ({', '.join(map(str, features.columns[:5]))}...)")
+        validation = (v_features, prepare_target(v_y, task))
+
+    array = fits_on_array(features, algorithm)
+    data = model_input(features, array)
+    cpus = resources.cpus()
+    log.info("CPUs: %s; memory: %s", cpus, resources.describe_memory(resources.memory()))
+    # n_jobs=-1 and the native thread pools (OpenMP, BLAS) use the CPUs this container may use.
+    with _Refusal(name, task, own), threadpool_limits(cpus.value):
+        if algorithm.fit is not None:
+            log.info("fit started: algorithm %s on %d rows", name, len(y))
+            fit_started = time.monotonic()
+            model = algorithm.fit(dict(own), task, features, target_values)
+            log.info("fit finished in %.1fs", time.monotonic() - fit_started)
+            job.check_stop()
+        else:
+            model = algorithm.build(dict(own), task, features)
+            replaced = resources.limit_n_jobs(model, cpus.value)
+            if replaced:
+                log.info("fitting with %s=%d", ", ".join(replaced), cpus.value)
+            fingerprint = checkpoints.fingerprint(
+                params=params, task=task, rows=len(y), columns=list(map(str, features)),
+                sample=pd.util.hash_pandas_object(features.head(1000)).sum())
+            model = fit(job, model, data, target_values, algorithm.grows, params["checkpoint_steps"], fingerprint)
+            if replaced:
+                model.set_params(**replaced)  # saved as given: the server sizes it to its own CPUs
+
+    evaluated = {"train": (data, target_values)}
+    if validation is not None:
+        evaluated["validation"] = (model_input(validation[0], array), validation[1])
+    metrics = {}
+    for channel, (inputs, values) in evaluated.items():
+        metrics[channel] = evaluation.scores(task, model, inputs, values)
+        for metric, value in metrics[channel].items():
+            log_metric(channel, metric, value)
+    output = job.paths.output_data
+    evaluation.write_metrics(output / "metrics.json", metrics)
+    channel = "validation" if validation is not None else "train"  # the figure of held-out data, if any
+    inputs, values = evaluated[channel]
+    evaluation.write_figure(output / "evaluation.svg", task, model, inputs, values, channel)
+
+    description = describe(model, name, task, params, features, target_name, len(y), metrics, header)
+    save_model(job.paths.model, {
+        MODEL_FILE: lambda path: joblib.dump(model, path),
+        METADATA_FILE: lambda path: path.write_text(json.dumps(description, indent=2) + "\n"),
+    })

@@ -1,0 +1,77 @@
+"""nginx's configuration derives from the same settings as gunicorn's, so they cannot disagree."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sagemaker_byo import settings
+from sagemaker_byo.serving.supervisor import GUNICORN_CONF, NGINX_TEMPLATE, render_nginx_conf
+
+
+def render(tmp_path: Path, **env: str) -> str:
+    return render_nginx_conf(settings.serving(env), tmp_path / "run", tmp_path / "run" / "gunicorn.sock")
+
+
+def test_every_placeholder_of_the_template_is_filled(tmp_path):
+    assert "{{" in NGINX_TEMPLATE.read_text()
+    text = render(tmp_path)
+    assert "{{" not in text and "}}" not in text
+
+
+def test_defaults_give_port_8080_a_6_mb_limit_and_a_60_second_timeout(tmp_path):
+    text = render(tmp_path)
+    assert re.search(r"listen 8080 default_server;", text)
+    assert "client_max_body_size 6m;" in text
+    assert "proxy_read_timeout 60s;" in text
+    assert "the body is larger than the limit of 6 MB" in text
+
+
+def test_settings_from_the_environment_reach_nginx(tmp_path):
+    text = render(tmp_path, SAGEMAKER_BIND_TO_PORT="9000", SAGEMAKER_MAX_PAYLOAD_IN_MB="20",
+                  MODEL_SERVER_TIMEOUT="120")
+    assert "listen 9000 default_server;" in text
+    assert "client_max_body_size 20m;" in text
+    for directive in ("client_body_timeout", "proxy_read_timeout", "proxy_send_timeout"):
+        assert f"{directive} 120s;" in text
+    assert "MODEL_SERVER_TIMEOUT=120 seconds" in text
+
+
+def test_socket_and_runtime_folder_are_used(tmp_path):
+    text = render(tmp_path)
+    assert f"server unix:{tmp_path / 'run' / 'gunicorn.sock'} fail_timeout=0;" in text
+    assert f"pid {tmp_path / 'run'}/nginx.pid;" in text
+
+
+@pytest.mark.parametrize(("mb", "kb"), [("1", "1024"), ("6", "1024"), ("100", "1024")])
+def test_body_buffer_is_at_most_1_mb(tmp_path, mb, kb):
+    assert f"client_body_buffer_size {kb}k;" in render(tmp_path, SAGEMAKER_MAX_PAYLOAD_IN_MB=mb)
+
+
+def test_a_placeholder_serve_does_not_know_is_an_error(tmp_path):
+    template = tmp_path / "nginx.conf"
+    template.write_text("listen {{port}};\nworker_rlimit_nofile {{files}};\n")
+    with pytest.raises(ValueError, match=r"placeholder serve does not fill: \{\{files\}\}"):
+        render_nginx_conf(settings.serving({}), tmp_path, tmp_path / "s.sock", template=template)
+
+
+def test_asynchronous_inference_limits_reach_nginx_gunicorn_and_the_app_from_one_setting_each(tmp_path):
+    env = {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1024", "MODEL_SERVER_TIMEOUT": "3600"}
+    text = render(tmp_path, **env)
+    assert "client_max_body_size 1024m;" in text
+    assert "client_body_buffer_size 1024k;" in text  # anything larger is spooled to a file by nginx
+    assert f"client_body_temp_path {tmp_path / 'run'}/client_body;" in text
+    for directive in ("client_body_timeout", "proxy_read_timeout", "proxy_send_timeout"):
+        assert f"{directive} 3600s;" in text
+    config = settings.serving(env)
+    assert config.max_payload_bytes == 1024 * 1024 * 1024  # the app's own limit
+    gunicorn = json.loads(subprocess.run(
+        [sys.executable, str(GUNICORN_CONF)], env={**os.environ, **env}, capture_output=True, text=True,
+        check=True, cwd=GUNICORN_CONF.parent).stdout)
+    assert gunicorn["timeout"] == 3600 + settings.WORKER_TIMEOUT_MARGIN  # after nginx's own 504
