@@ -31,8 +31,7 @@ FIXTURE = textwrap.dedent('''\
     from sklearn.preprocessing import StandardScaler
     from sklearn.tree import DecisionTreeClassifier
 
-    from sagemaker_byo.training.algorithms import Algorithm, tabular
-    from sagemaker_byo.training.hyperparameters import Param
+    from sagemaker_byo import Algorithm, Param, tabular
 
 
     class Quantile:
