@@ -49,7 +49,8 @@ def job_dir(root: Path, host: str, hosts: list[str], algorithm: str, files: dict
     config.mkdir(parents=True)
     (config / "resourceconfig.json").write_text(json.dumps(
         {"current_host": host, "hosts": hosts, "network_interface_name": "eth0"}))
-    (config / "hyperparameters.json").write_text(json.dumps({"algorithm": algorithm, **({} if algorithm == "decision_tree" else {"n_estimators": "30"})}))
+    forest = {} if algorithm == "decision_tree" else {"n_estimators": "30"}
+    (config / "hyperparameters.json").write_text(json.dumps({"algorithm": algorithm, **forest}))
     (config / "inputdataconfig.json").write_text(json.dumps({"training": {
         "ContentType": "text/csv", "TrainingInputMode": "File",
         "S3DistributionType": "ShardedByS3Key" if sharded else "FullyReplicated"}}))
