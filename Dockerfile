@@ -25,8 +25,8 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-compile -r /tmp/requirements.t
 # -- the image ---------------------------------------------------------------------------------
 FROM debian:bookworm-slim
 
-# Debian's Python and nginx (libgomp1: LightGBM's OpenMP); nothing is installed at start-up, so the image also runs without
-# network access (VPC-only endpoints, network isolation).
+# Debian's Python, nginx, and libgomp1 (LightGBM's OpenMP); nothing is installed at start-up, so
+# the image also runs without network access (VPC-only endpoints, network isolation).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 nginx ca-certificates libgomp1 \
     && rm -rf /var/lib/apt/lists/* /var/log/nginx/*

@@ -104,6 +104,31 @@ def test_image_declares_bind_to_port_capability(image):
     assert labels.get("com.amazonaws.sagemaker.capabilities.accept-bind-to-port") == "true"
 
 
+PINNED = re.compile(r"^([A-Za-z0-9_.-]+)==(\S+)$")
+LIST_PACKAGES = "import importlib.metadata as m\nfor d in m.distributions(): print(d.metadata['Name'], d.version)"
+
+
+def normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_package_in_the_image_is_pinned_exactly_in_requirements(image):
+    """What pip pulls in unasked (a dependency of a dependency) could change with each rebuild."""
+    lines = (REPO / "requirements.txt").read_text().splitlines()
+    pinned = {normalised(m[1]): m[2] for m in map(PINNED.match, map(str.strip, lines)) if m}
+    listing = docker("run", "--rm", "--network", "host", "--entrypoint", "python", image, "-c", LIST_PACKAGES)
+    installed = dict(line.split() for line in listing.stdout.splitlines())
+    assert {normalised(name): version for name, version in installed.items()} == pinned
+
+
+def test_lightgbm_finds_its_openmp_library_in_the_image(image):
+    """LightGBM's wheel links libgomp, which the slim base lacks: without it the import fails."""
+    result = docker("run", "--rm", "--network", "host", "--entrypoint", "python", image, "-c",
+                    "import lightgbm, numpy; print(lightgbm.LGBMRegressor(n_estimators=2, verbose=-1)"
+                    ".fit(numpy.eye(8), numpy.arange(8.0)).predict(numpy.eye(8)).shape)", check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "(8,)", result.stderr[-2000:]
+
+
 def test_train_in_container_writes_model_and_metrics(container_trained_dir):
     model = joblib.load(container_trained_dir / "model" / "model.joblib")
     description = json.loads((container_trained_dir / "model" / "model.json").read_text())
