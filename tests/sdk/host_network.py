@@ -4,8 +4,10 @@ Imported by `local_mode_job.py`, under the SageMaker SDK's Python. Local mode pu
 on a bridge network, `sagemaker-local`, and publishes the serving port. Where the engine has no
 bridge (SM_LOCAL_HOST_NETWORK=1, as CI sets), `use_host_network` rewrites each compose file the
 SDK generates: no networks and no published ports, `network_mode: host`, and the serving port
-handed to the container as SAGEMAKER_BIND_TO_PORT, which the image listens on. The SDK is then
-pointed at 127.0.0.1 (`localhost` may resolve to ::1 first). Elsewhere the SDK runs unchanged.
+handed to the container as SAGEMAKER_BIND_TO_PORT, which the image listens on, and every host's
+name mapped to 127.0.0.1 (`extra_hosts`: a job of several hosts finds its hosts by name). The SDK
+is then pointed at 127.0.0.1 (`localhost` may resolve to ::1 first). Elsewhere the SDK runs
+unchanged.
 """
 
 from __future__ import annotations
@@ -36,11 +38,17 @@ def _serving_port(container) -> int:
 
 
 def _on_host_network(content: dict, port: int) -> dict:
+    """On the bridge each host's name (`algo-1-xxxxx`, the service's name) is its alias; on the
+    host network every container shares the host's loopback, so every name maps to 127.0.0.1
+    (a job of several hosts: the leader's scheduler listens on its one fixed port there, and
+    every other port the hosts open, Dask's and LightGBM's, is a free one the system picks)."""
     content.pop("networks", None)
+    names = [f"{name}:{LOOPBACK}" for name in content["services"]]
     for service in content["services"].values():
         service.pop("networks", None)
         service.pop("ports", None)
         service["network_mode"] = "host"
+        service["extra_hosts"] = [*service.get("extra_hosts", []), *names]
         service["environment"] = [*service.get("environment", []), f"SAGEMAKER_BIND_TO_PORT={port}"]
     return content
 
