@@ -112,8 +112,10 @@ class Leader:
         return self
 
     async def _start_scheduler(self) -> Scheduler:
+        # Its HTTP routes (health, metrics) on a port the system picks: the scheduler's own is the
+        # one fixed port of the job (hosts sharing one network, as local mode's do, would collide).
         return await Scheduler(host=self.address, port=self.config.scheduler_port, dashboard=False,
-                               dashboard_address=None)
+                               dashboard_address=f"{self.address}:0")
 
     async def _start_worker(self) -> Worker:
         return await Worker(self._scheduler.address, host=self.address, name=self.plan.current,

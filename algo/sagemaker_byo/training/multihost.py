@@ -218,8 +218,9 @@ def _twin(estimator, client):
         raise AlgorithmError(f"a data_parallel algorithm's final estimator must be one of {', '.join(DASK_TWINS)}; "
                              f"this one is {kind}")
     module, name = DASK_TWINS[kind]
-    params = {k: v for k, v in estimator.get_params().items() if not (k == "n_jobs" and v is None)}
-    return getattr(importlib.import_module(module), name)(client=client, **params)  # threads: each worker's
+    # No n_jobs: the Dask twin gives each host's LightGBM its worker's threads whatever it says.
+    params = {k: v for k, v in estimator.get_params().items() if k != "n_jobs"}
+    return getattr(importlib.import_module(module), name)(client=client, **params)
 
 
 def data_parallel(job: Job, algorithm: Algorithm, params: dict, leader) -> None:
