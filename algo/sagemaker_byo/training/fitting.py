@@ -15,8 +15,8 @@ import logging
 import math
 import platform
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -156,23 +156,21 @@ def final_step(model):
     return model[-1] if isinstance(model, Pipeline) else model
 
 
-class _Refusal:
-    """Turns scikit-learn's refusal of a hyperparameter into a UserError naming the algorithm."""
-
-    def __init__(self, name: str, task: str, params: dict) -> None:
-        self.name, self.task, self.params = name, task, params
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, error, tb) -> bool:
-        if isinstance(error, InvalidParameterError):
-            raise UserError(f"algorithm '{self.name}' ({self.task}) refused a hyperparameter: {error}") from error
-        if isinstance(error, TypeError) and "unexpected keyword argument" in str(error):
-            takes = ", ".join(sorted(self.params)) or "none"
-            raise UserError(f"algorithm '{self.name}' ({self.task}) could not be built: {error}; "
-                            f"its hyperparameters for {self.task}: {takes}") from error
-        return False
+@contextmanager
+def refusals_as_user_errors(name: str, task: str, params: dict) -> Iterator[None]:
+    """Around building and fitting an algorithm's model (on one host or several): scikit-learn's
+    refusal of a hyperparameter, or a build that does not take one, becomes a UserError naming
+    the algorithm, its task and the hyperparameters it takes."""
+    try:
+        yield
+    except InvalidParameterError as error:
+        raise UserError(f"algorithm '{name}' ({task}) refused a hyperparameter: {error}") from error
+    except TypeError as error:
+        if "unexpected keyword argument" not in str(error):
+            raise
+        takes = ", ".join(sorted(params)) or "none"
+        raise UserError(f"algorithm '{name}' ({task}) could not be built: {error}; "
+                        f"its hyperparameters for {task}: {takes}") from error
 
 
 def fit(job: Job, model, data, target: np.ndarray, grows: str | None, steps: int, fingerprint: str):
@@ -328,7 +326,7 @@ def train(job: Job, catalogue: dict[str, Algorithm], reader: Reader | None = Non
     log.info("CPUs: %s; memory: %s", cpus, resources.describe_memory(resources.memory()))
     jobs, parallel = backend or (cpus.value, contextlib.nullcontext)
     # n_jobs=-1 and the native thread pools (OpenMP, BLAS) use the CPUs this container may use.
-    with _Refusal(name, task, own), threadpool_limits(cpus.value), parallel():
+    with refusals_as_user_errors(name, task, own), threadpool_limits(cpus.value), parallel():
         if algorithm.fit is not None:
             log.info("fit started: algorithm %s on %d rows", name, len(y))
             fit_started = time.monotonic()

@@ -262,7 +262,7 @@ def data_parallel(job: Job, algorithm: Algorithm, params: dict, leader) -> None:
                     f"job, or train on one host)")
 
     summary = _summary_frame(summaries)
-    with fitting._Refusal(name, task, own):
+    with fitting.refusals_as_user_errors(name, task, own):
         model = algorithm.build(dict(own), task, summary)
         if isinstance(model, Pipeline):
             preprocessing, (last, estimator) = model[:-1], model.steps[-1]

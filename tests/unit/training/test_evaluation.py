@@ -155,3 +155,61 @@ def test_a_classifier_without_classes_gets_a_confusion_matrix_of_the_classes_see
     path = tmp_path / "evaluation.svg"
     evaluation.write_figure(path, CLASSIFICATION, Threshold(), X, np.where(X[:, 0] > 0.5, "up", "down"), "train")
     assert len(parse(path.read_text()).findall(f"{SVG}rect")) >= 4  # 2 x 2 cells
+
+
+# -- metrics of rows held on several hosts: each host's sums, combined on the leader -------------
+
+SPLITS = ([60], [20, 40], [10, 25, 25], [1, 59])  # rows held by each host
+
+
+def split(*arrays, sizes):
+    bounds = np.cumsum(sizes)[:-1]
+    return zip(*(np.split(a, bounds) for a in arrays), strict=True)
+
+
+@pytest.mark.parametrize("sizes", SPLITS)
+@pytest.mark.parametrize(("model", "target"), [(classifier(BINARY), BINARY), (classifier(THREE), THREE)])
+def test_combined_classification_metrics_equal_those_of_all_the_rows(model, target, sizes):
+    classes = list(model.classes_)
+    parts = [evaluation.partial(CLASSIFICATION, model, x, y, classes) for x, y in split(X, target, sizes=sizes)]
+    combined = evaluation.combine(CLASSIFICATION, parts)
+    whole = scores(CLASSIFICATION, model, X, target)
+    assert set(combined) == {"accuracy", "f1_macro", "log_loss"}  # ROC AUC does not add up across hosts
+    for name in combined:
+        assert combined[name] == pytest.approx(whole[name], rel=1e-9, abs=1e-12), name
+
+
+@pytest.mark.parametrize("sizes", SPLITS)
+def test_combined_regression_metrics_equal_those_of_all_the_rows(sizes):
+    target = X[:, 0] * 2 + 1 + RNG.normal(scale=0.3, size=len(X))
+    model = LinearRegression().fit(X, target)
+    parts = [evaluation.partial(REGRESSION, model, x, y, None) for x, y in split(X, target, sizes=sizes)]
+    combined = evaluation.combine(REGRESSION, parts)
+    whole = scores(REGRESSION, model, X, target)
+    assert combined == pytest.approx(whole, rel=1e-9)
+
+
+def test_combined_f1_counts_a_class_only_one_host_predicts_as_scikit_learn_does():
+    """A class one host's rows never hold, but its model predicts, still counts in the macro F1."""
+    model = classifier(THREE)
+    predicted = model.predict(X)
+    keep = THREE != "c"  # no row of class c: "c" may be predicted but is never the target
+    x, y = X[keep], THREE[keep]
+    parts = [evaluation.partial(CLASSIFICATION, model, a, b, list(model.classes_))
+             for a, b in split(x, y, sizes=[len(y) // 2, len(y) - len(y) // 2])]
+    expected = skm.f1_score(y, predicted[keep], average="macro", zero_division=0)
+    assert evaluation.combine(CLASSIFICATION, parts)["f1_macro"] == pytest.approx(expected)
+
+
+def test_no_log_loss_across_hosts_when_a_model_has_no_probabilities():
+    model = LinearSVC().fit(X, THREE)
+    parts = [evaluation.partial(CLASSIFICATION, model, x, y, list(model.classes_))
+             for x, y in split(X, THREE, sizes=[30, 30])]
+    assert set(evaluation.combine(CLASSIFICATION, parts)) == {"accuracy", "f1_macro"}
+
+
+def test_combined_r2_of_a_constant_target_is_nan_not_an_error():
+    target = np.full(len(X), 3.0)
+    model = LinearRegression().fit(X, target)
+    parts = [evaluation.partial(REGRESSION, model, x, y, None) for x, y in split(X, target, sizes=[30, 30])]
+    assert math.isnan(evaluation.combine(REGRESSION, parts)["r2"])
