@@ -43,14 +43,15 @@ def write_csv(path: Path, table: np.ndarray) -> None:
 
 
 def job_dir(root: Path, host: str, hosts: list[str], algorithm: str, files: dict[str, np.ndarray],
-            sharded: bool) -> Path:
+            sharded: bool, hyperparameters: dict | None = None) -> Path:
     ml = root / host
     config = ml / "input" / "config"
     config.mkdir(parents=True)
     (config / "resourceconfig.json").write_text(json.dumps(
         {"current_host": host, "hosts": hosts, "network_interface_name": "eth0"}))
     forest = {} if algorithm == "decision_tree" else {"n_estimators": "30"}
-    (config / "hyperparameters.json").write_text(json.dumps({"algorithm": algorithm, **forest}))
+    (config / "hyperparameters.json").write_text(json.dumps({"algorithm": algorithm, **forest,
+                                                             **(hyperparameters or {})}))
     (config / "inputdataconfig.json").write_text(json.dumps({"training": {
         "ContentType": "text/csv", "TrainingInputMode": "File",
         "S3DistributionType": "ShardedByS3Key" if sharded else "FullyReplicated"}}))
@@ -124,10 +125,10 @@ def cluster(network, tmp_path):
     made: list[Hosts] = []
 
     def make(count: int, algorithm: str, files: dict[str, dict[str, np.ndarray]], sharded: bool = True,
-             start: bool = True, env: dict | None = None) -> Hosts:
+             start: bool = True, env: dict | None = None, hyperparameters: dict | None = None) -> Hosts:
         hosts = [f"algo-{i + 1}" for i in range(count)]
         net = network(hosts)
-        dirs = {h: job_dir(tmp_path, h, hosts, algorithm, files[h], sharded) for h in hosts}
+        dirs = {h: job_dir(tmp_path, h, hosts, algorithm, files[h], sharded, hyperparameters) for h in hosts}
         group = Hosts(net, dirs)
         made.append(group)
         if start:
@@ -239,6 +240,26 @@ def test_a_worker_killed_during_the_lightgbm_fit_fails_the_job_with_a_failure_fi
     assert codes["algo-1"] not in (0, None), group.logs()
     assert "algo-2 left the cluster" in group.failure("algo-1"), group.logs()
     assert not (group.dirs["algo-1"] / "model" / "model.joblib").exists()
+
+
+def test_a_worker_killed_during_the_forest_fit_fails_the_job_cleanly_naming_it(cluster):
+    """Dask would run the dead host's batches of trees again elsewhere, but joblib's Dask backend
+    scatters the rows to one host without a copy: when that host dies the rows are lost
+    ("FutureCancelledError" from Dask, the first time this test ran). Survival would depend on
+    timing, so a host that leaves fails the job, as in the LightGBM fit: a UserError naming it."""
+    big = rows(90_000, seed=3)
+    thirds = np.array_split(big, 3)
+    group = cluster(3, "random_forest", {f"algo-{i + 1}": {f"p{i}.csv": thirds[i]} for i in range(3)},
+                    hyperparameters={"n_estimators": "60"})
+    wait_until(lambda: "fit started" in group.log("algo-1"), TIMEOUT, interval=0.2, what="the fit to start")
+    group.procs["algo-2"].send_signal(signal.SIGKILL)
+    codes = group.wait(120)
+    assert codes["algo-1"] == 1, group.logs()
+    failure = group.failure("algo-1")
+    assert failure.startswith("UserError: host(s) algo-2 left the cluster during the random_forest fit"), failure
+    assert "security group" in failure
+    assert not (group.dirs["algo-1"] / "model" / "model.joblib").exists()
+    assert codes["algo-3"] == 1 and "closed the cluster before the job succeeded" in group.failure("algo-3")
 
 
 def test_the_leader_killed_ends_the_workers_on_their_own(cluster):

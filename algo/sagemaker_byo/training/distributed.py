@@ -141,23 +141,30 @@ class Leader:
         info = self.client.scheduler_info(n_workers=-1)["workers"]
         return {str(w.get("name")): address for address, w in info.items()}
 
-    def watch(self, job, hosts: list[str], what: str) -> threading.Event:
+    def gone(self, hosts: list[str]) -> list[str]:
+        """Those of `hosts` no longer in the cluster (an error: the cluster is closing)."""
+        joined = self.joined()
+        return [h for h in hosts if h not in joined]
+
+    @staticmethod
+    def left(gone: list[str], what: str, why: str) -> UserError:
+        return UserError(f"host(s) {', '.join(gone)} left the cluster during {what}, which cannot go on without "
+                         f"{why}; the instance failed or was stopped (its log says why), or the hosts lost "
+                         f"contact: {NETWORK_ADVICE}")
+
+    def watch(self, job, hosts: list[str], what: str, why: str) -> threading.Event:
         """Until the returned event is set, end the job (job.abort) as soon as one of `hosts`
-        leaves the cluster: a data-parallel fit cannot go on without every host's rows."""
+        leaves the cluster."""
         done = threading.Event()
 
         def check() -> None:
             while not done.wait(WATCH_INTERVAL):
                 try:
-                    joined = self.joined()
+                    gone = self.gone(hosts)
                 except Exception:  # noqa: BLE001 - the cluster is closing
                     return
-                gone = [h for h in hosts if h not in joined]
-                if gone and not done.is_set():
-                    job.abort(UserError(
-                        f"host(s) {', '.join(gone)} left the cluster during {what}, which cannot go on without "
-                        f"their rows; the instance failed or was stopped (its log says why), or the hosts lost "
-                        f"contact: {NETWORK_ADVICE}"))
+                if gone and not done.is_set() and not job.saved.is_set():
+                    job.abort(self.left(gone, what, why))
                     return
 
         threading.Thread(target=check, name="watch-hosts", daemon=True).start()

@@ -155,8 +155,24 @@ def gathered(job: Job, catalogue: dict[str, Algorithm], name: str, leader) -> No
 
     threads = sum(w["nthreads"] for w in leader.client.scheduler_info(n_workers=-1)["workers"].values())
     log.info("fitting on every host's cores through joblib's Dask backend: %d threads", threads)
-    fitting.train(job, catalogue, reader=reader,
-                  backend=(threads, lambda: joblib.parallel_config(backend="dask", client=leader.client)))
+    # A host that leaves fails the job, whenever it leaves. The fit could sometimes go on (Dask runs
+    # a lost task again elsewhere), but joblib's Dask backend scatters each large argument (the
+    # rows) to one host without a copy: whether that host was the one lost is a matter of timing.
+    hosts, what, why = list(leader.workers), f"the {name} fit", "the rows and the work Dask had placed on them"
+    watch = leader.watch(job, hosts, what, why)
+    try:
+        fitting.train(job, catalogue, reader=reader,
+                      backend=(threads, lambda: joblib.parallel_config(backend="dask", client=leader.client)))
+    except Exception as error:
+        try:
+            gone = leader.gone(hosts)  # Dask's own error (a lost future) may come before the watch's
+        except Exception:  # noqa: BLE001 - the cluster is closing: the fit's own error says more
+            gone = []
+        if gone:
+            raise leader.left(gone, what, why) from error
+        raise
+    finally:
+        watch.set()
 
 
 # -- "data_parallel": each host keeps its rows -----------------------------------------------------
@@ -280,7 +296,7 @@ def data_parallel(job: Job, algorithm: Algorithm, params: dict, leader) -> None:
                                                  shape=(summaries[h].rows,), dtype=_label_dtype(task, classes))
                                  for h, f in prepared.items()])
         log.info("fit started: %s on %d rows across %s", twin, rows, ", ".join(summaries))
-        watch = leader.watch(job, list(summaries), f"the {name} fit")
+        watch = leader.watch(job, list(summaries), f"the {name} fit", "their rows")
         fit_started = time.monotonic()
         try:
             twin.fit(features, labels)
