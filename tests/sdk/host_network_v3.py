@@ -7,7 +7,8 @@ network `sagemaker-local`; ModelBuilder's endpoint through the Docker API, alrea
 network on Linux. Where the engine has no bridge (SM_LOCAL_HOST_NETWORK=1), `use_host_network`
 rewrites both kinds of compose file as host_network.py does for v2: no networks and no published
 ports, `network_mode: host`, and the serving port handed to the container as
-SAGEMAKER_BIND_TO_PORT. Every module that asks where the Docker host is gets 127.0.0.1.
+SAGEMAKER_BIND_TO_PORT, and every host's name mapped to 127.0.0.1 (`extra_hosts`, for a job of
+several hosts). Every module that asks where the Docker host is gets 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ def wanted() -> bool:
 
 def _on_host_network(content: dict, port: int | None) -> dict:
     content.pop("networks", None)
+    names = [f"{name}:{LOOPBACK}" for name in content["services"]]  # a job's hosts find each other by name
     for service in content["services"].values():
         service.pop("networks", None)
         service.pop("ports", None)
         service["network_mode"] = "host"
+        service["extra_hosts"] = [*service.get("extra_hosts", []), *names]
         if port is not None:
             service["environment"] = [*service.get("environment", []), f"SAGEMAKER_BIND_TO_PORT={port}"]
     return content
