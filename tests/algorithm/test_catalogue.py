@@ -29,6 +29,8 @@ ESTIMATORS = {
     ("extra_trees", "regression"): "ExtraTreesRegressor",
     ("gradient_boosting", "classification"): "HistGradientBoostingClassifier",
     ("gradient_boosting", "regression"): "HistGradientBoostingRegressor",
+    ("lightgbm", "classification"): "LGBMClassifier",
+    ("lightgbm", "regression"): "LGBMRegressor",
     ("linear", "classification"): "LogisticRegression",
     ("linear", "regression"): "Ridge",
 }
@@ -64,7 +66,7 @@ def final(model):
 
 
 def test_the_catalogue_and_its_default():
-    assert NAMES == ["decision_tree", "random_forest", "extra_trees", "gradient_boosting", "linear"]
+    assert NAMES == ["decision_tree", "random_forest", "extra_trees", "gradient_boosting", "lightgbm", "linear"]
     assert params_for("decision_tree")["algorithm"] == fitting.parse_hyperparameters({}, ALGORITHMS)["algorithm"]
 
 
@@ -160,6 +162,11 @@ def test_hyperparameters_reach_the_estimator():
     assert (estimator.n_estimators, estimator.max_features, estimator.random_state) == (7, None, 3)
 
 
+def test_algorithms_that_train_on_several_hosts_and_how():
+    assert {n: a.distributed for n, a in ALGORITHMS.items() if a.distributed} == {
+        "random_forest": "joblib", "extra_trees": "joblib", "lightgbm": "data_parallel"}
+
+
 def test_growing_algorithms():
     assert {n: a.grows for n, a in ALGORITHMS.items() if a.grows} == {
         "random_forest": "n_estimators", "extra_trees": "n_estimators", "gradient_boosting": "max_iter"}
@@ -173,6 +180,8 @@ FEATURES = pd.DataFrame({"colour": ["red", "blue", None], "length": [1.0, np.nan
     ("decision_tree", FEATURES, True),  # text needs encoding
     ("linear", FEATURES[["length"]], True),  # a linear model is always scaled
     ("random_forest", FEATURES[["length"]].fillna(0), False),
+    ("lightgbm", FEATURES[["length"]], False),  # LightGBM takes missing numbers as they are
+    ("lightgbm", FEATURES, True),
 ])
 def test_preprocessing_is_built_only_where_the_estimator_needs_it(name, frame, needed):
     model = build(name, "classification", frame)

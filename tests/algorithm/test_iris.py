@@ -21,12 +21,13 @@ import pytest
 
 from support import TEST_DIR, copy_test_dir, run_train
 
-ALGORITHMS = ("decision_tree", "random_forest", "extra_trees", "gradient_boosting", "linear")
+ALGORITHMS = ("decision_tree", "random_forest", "extra_trees", "gradient_boosting", "lightgbm", "linear")
 ESTIMATORS = {
     "decision_tree": ("DecisionTreeClassifier", "DecisionTreeRegressor"),
     "random_forest": ("RandomForestClassifier", "RandomForestRegressor"),
     "extra_trees": ("ExtraTreesClassifier", "ExtraTreesRegressor"),
     "gradient_boosting": ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor"),
+    "lightgbm": ("LGBMClassifier", "LGBMRegressor"),
     "linear": ("LogisticRegression", "Ridge"),
 }
 TASKS = ("classification", "regression")
