@@ -310,3 +310,12 @@ def partial_scores(part: Part | None, model, task: str, classes: list | None) ->
     from .fitting import prepare_target  # noqa: PLC0415
 
     return partial(task, model, part.features, prepare_target(part.target, task), classes)
+
+
+def prepared_scores(prepared: tuple[np.ndarray, np.ndarray], estimator, task: str, classes: list | None
+                    ) -> dict[str, Any]:
+    """partial_scores of a host's rows as `prepare` made them, with the final estimator."""
+    from .evaluation import partial  # noqa: PLC0415
+
+    matrix, target = prepared
+    return partial(task, estimator, matrix, target, classes)

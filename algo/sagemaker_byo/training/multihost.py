@@ -289,6 +289,10 @@ def data_parallel(job: Job, algorithm: Algorithm, params: dict, leader) -> None:
         twin = _twin(estimator, client)
         width = preprocessing.transform(summary.head(1)).shape[1] if preprocessing is not None else summary.shape[1]
         prepared = _prepared(leader, distributed.prepare, parts, summaries, task, preprocessing)
+        # The rows as read are not needed again (the training metrics are computed on the prepared
+        # rows): Dask frees them once prepared, so a host does not hold both through the fit.
+        for future in parts.values():
+            future.release()
         features = da.concatenate([da.from_delayed(client.submit(operator.getitem, f, 0, workers=[leader.workers[h]]),
                                                    shape=(summaries[h].rows, width), dtype=np.float32)
                                    for h, f in prepared.items()])
@@ -305,13 +309,14 @@ def data_parallel(job: Job, algorithm: Algorithm, params: dict, leader) -> None:
         log.info("fit finished in %.1fs", time.monotonic() - fit_started)
         job.check_stop()
         estimator = twin.to_local()
+        # The final estimator on the prepared rows predicts what the whole model does on the rows.
+        metrics = {"train": _scores(leader, prepared, estimator, task, classes, distributed.prepared_scores)}
         client.cancel(list(prepared.values()))
     model = estimator if preprocessing is None else Pipeline([*preprocessing.steps, (last, estimator)])
 
-    metrics = {"train": _scores(leader, parts, summaries, model, task, classes)}
     if job.has_channel("validation"):
         held_out = _on_every_host(leader, distributed.read_share, "validation", header, target)
-        metrics["validation"] = _scores(leader, held_out, None, model, task, classes)
+        metrics["validation"] = _scores(leader, held_out, model, task, classes, distributed.partial_scores)
     for channel, values in metrics.items():
         for metric, value in values.items():
             log_metric(channel, metric, value)
@@ -345,10 +350,8 @@ def _prepared(leader, prepare, parts: dict, summaries: dict, task: str, preproce
             for host in summaries}
 
 
-def _scores(leader, parts: dict, summaries: dict | None, model, task: str, classes) -> dict[str, float]:
-    from . import distributed  # noqa: PLC0415
-
-    partial = [p for p in _each(leader, distributed.partial_scores, parts, model, task, classes).values() if p]
+def _scores(leader, parts: dict, model, task: str, classes, partial_scores) -> dict[str, float]:
+    partial = [p for p in _each(leader, partial_scores, parts, model, task, classes).values() if p]
     if not partial:
         raise UserError(f"channel 'validation' has no data rows on any of the hosts {', '.join(leader.workers)}")
     return evaluation.combine(task, partial)
