@@ -53,7 +53,7 @@ image:
 	docker build -t $(IMAGE) .
 
 lint: venv
-	$(VENV)/bin/ruff check algo tests bench
+	$(VENV)/bin/ruff check algo tests bench examples
 	shellcheck build_and_push.sh local_test/*.sh .ci/run
 
 clean:
