@@ -36,7 +36,8 @@ def missing_library(error: BaseException) -> str | None:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ImportError) and not (current.name or "").startswith("sagemaker_byo"):
+        ours = (current.name or "").split(".")[0] == "sagemaker_byo" if isinstance(current, ImportError) else False
+        if isinstance(current, ImportError) and not ours:  # one of ours missing is our bug
             if isinstance(current, ModuleNotFoundError) and current.name:
                 what = f"the Python package that provides '{current.name.split('.')[0]}'"
             else:
