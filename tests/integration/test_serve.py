@@ -163,7 +163,7 @@ def test_unacceptable_accept_returns_406(shared_server: Server):
 def test_unknown_routes_return_404(shared_server: Server, method: str, path: str):
     response = requests.request(method, f"{shared_server.url}{path}", timeout=2)
     assert_short_message(response, 404)
-    assert "/ping and /invocations" in response.text
+    assert "/ping, /invocations and /execution-parameters" in response.text
 
 
 def test_body_over_6_mb_gets_413_from_nginx_naming_the_limit(shared_server: Server):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -430,8 +431,8 @@ def test_body_at_the_limit_is_served(make_client, make_config):
 
 
 @pytest.mark.parametrize(("method", "path", "status", "message"), [
-    ("get", "/nowhere", 404, "no such route; this server answers /ping and /invocations\n"),
-    ("post", "/predict", 404, "no such route; this server answers /ping and /invocations\n"),
+    ("get", "/nowhere", 404, "no such route; this server answers /ping, /invocations and /execution-parameters\n"),
+    ("post", "/predict", 404, "no such route; this server answers /ping, /invocations and /execution-parameters\n"),
     ("get", "/invocations", 405, "GET is not allowed on '/invocations'\n"),
     ("post", "/ping", 405, "POST is not allowed on '/ping'\n"),
     ("delete", "/invocations", 405, "DELETE is not allowed on '/invocations'\n"),
@@ -491,3 +492,15 @@ def test_the_model_is_loaded_once_when_the_app_is_created(make_client, iris_mode
         assert client.post("/invocations", data=b"1,2,3,4\n", content_type="text/csv").status_code == 200
     assert client.get("/ping").status_code == 200
     assert loads == [1]
+
+
+@pytest.mark.parametrize("multi_model", [False, True])
+def test_the_404_names_every_route_of_the_mode_as_nginx_routes_them(make_config, multi_model, tmp_path):
+    from sagemaker_byo.serving.supervisor import render_nginx_conf
+
+    config = make_config(multi_model=multi_model)
+    rendered = render_nginx_conf(config, tmp_path, tmp_path / "socket")
+    routed = set(re.findall(r"location = (/[\w-]+) ", rendered)) - {"/_errors"}
+    named = set(re.findall(r"/[\w<>/-]+", config.routes))
+    assert routed - {"/invocations"} <= named if multi_model else routed <= named, (routed, config.routes)
+    assert "/execution-parameters" in named
