@@ -95,7 +95,7 @@ def test_invoke_hands_the_raw_body_and_content_type_to_input_fn(iris_model, make
 
 @pytest.mark.parametrize(("body", "content_type", "accept", "error", "message"), [
     (b"", "text/csv", None, BadRequest, "the request body is empty; send one or more rows"),
-    (b"1,2\n", "text/csv", None, BadRequest, "each row needs 4 features, got 2"),
+    (b"1,2\n", "text/csv", None, BadRequest, "row 1 has 2 values; the model takes 4"),
     (b"1,2,3,x\n", "text/csv", None, BadRequest, "row 1, column 4: 'x' is not a number"),
     (b"<rows/>", "application/xml", None, UnsupportedMediaType, "Content-Type 'application/xml' is not supported"),
     (b"1,2,3,4\n", "text/csv", "application/xml", NotAcceptable, "cannot answer in 'application/xml'"),
@@ -133,7 +133,7 @@ def test_conform_compares_columns_with_the_model(iris_model, shape, raises):
     data = np.zeros(shape)
     measured = contract.measure_loaded(iris_model)
     if raises:
-        with pytest.raises(BadRequest, match="each row needs 4 features, got 5"):
+        with pytest.raises(BadRequest, match="row 1 has 5 values; the model takes 4"):
             contract.conform(data, measured)
     else:
         assert contract.conform(data, measured) is data
@@ -396,8 +396,9 @@ def test_unsupported_content_type_returns_415(client, content_type):
 
 @pytest.mark.parametrize(("body", "message"), [
     (b"", "the request body is empty; send one or more rows\n"),
-    (b"1,2,3\n", "each row needs 4 features, got 3\n"),
-    (b"1,2,3,4\n5,6\n", "CSV row 2 has 2 values but row 1 has 4\n"),
+    (b"1,2,3\n", "row 1 has 3 values; the model takes 4\n"),
+    (b"1,2,3,4\n5,6\n", "CSV row 2 has 2 values; the model takes 4\n"),
+    (b"1,2,3,4,5\n5,6,7,8\n", "CSV row 1 has 5 values; the model takes 4\n"),  # the first row is the odd one
     (b"1,2,three,4\n", "row 1, column 3: 'three' is not a number\n"),
     (b"1,2,inf,4\n", "row 1, column 3 is infinite or too large; send finite numbers\n"),
     (b"1,2,\xff,4\n", "the body is not valid utf-8 text (byte 4)\n"),
