@@ -25,6 +25,7 @@ from .hyperparameters import Param
 
 SUPERVISED = (CLASSIFICATION, REGRESSION)
 TASKS = (*SUPERVISED, UNSUPERVISED)
+DISTRIBUTED = (None, "data_parallel", "joblib")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,13 @@ class Algorithm:
     grows: str | None = None
     # Fit on the DataFrame even when every column is numeric (otherwise: a float32 array).
     frame: bool = False
+    # How it trains when the job has several hosts (instance_count > 1); None: it is refused there.
+    #   "data_parallel": each host keeps its own share of the rows; the preprocessing is fitted on
+    #       what every host's share holds (categories), and the final estimator is trained through
+    #       its Dask twin (training.distributed.DASK_TWINS: LightGBM's). Needs `build`.
+    #   "joblib": the leader gathers every host's rows and fits; the estimator's joblib work (a
+    #       forest's trees) runs on every host's cores through joblib's Dask backend.
+    distributed: str | None = None
     metrics: Callable[[Any, Any, np.ndarray | None], dict[str, float]] | None = None
 
     @property
@@ -66,6 +74,10 @@ class Algorithm:
             raise TypeError("an Algorithm takes exactly one of build= and fit=")
         if self.grows is not None and self.build is None:
             raise TypeError("grows= needs build=: the plumbing grows the model it fits")
+        if self.distributed not in DISTRIBUTED:
+            raise TypeError(f"distributed must be one of {DISTRIBUTED}, got {self.distributed!r}")
+        if self.distributed == "data_parallel" and self.build is None:
+            raise TypeError('distributed="data_parallel" needs build=: the plumbing fits the model across hosts')
         unknown = [t for t in self.tasks if t not in TASKS]
         if not self.tasks or unknown:
             raise TypeError(f"tasks must be some of {TASKS}, got {self.tasks!r}")

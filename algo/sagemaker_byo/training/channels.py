@@ -83,7 +83,11 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def channel_files(name: str, root: Path) -> list[Path]:
+def channel_files(name: str, root: Path, allow_none: bool = False) -> list[Path]:
+    """The channel's CSV files; with `allow_none` (a host of several, which may get no share)
+    an empty or absent folder gives none instead of an error."""
+    if allow_none and not root.is_dir():
+        return []
     if not root.is_dir():
         raise UserError(
             f"channel '{name}' is missing: no folder {root}; give the job a '{name}' channel "
@@ -91,7 +95,7 @@ def channel_files(name: str, root: Path) -> list[Path]:
         )
     found = sorted(p for p in root.rglob("*") if p.is_file() and not _hidden(p, root))
     files = [p for p in found if p.name.lower().endswith(SUFFIXES)]
-    if not files:
+    if not files and not allow_none:
         others = ", ".join(str(p.relative_to(root)) for p in found[:5]) or "nothing"
         raise UserError(
             f"channel '{name}' has no .csv or .csv.gz files under {root} (found: {others})"
@@ -248,9 +252,10 @@ def _compact(frame: pd.DataFrame, exact: str | int | None, labelled: bool = True
 
 
 def read_table(name: str, root: Path, *, header: bool = False, mode: str = "File",
-               target: str | int | None = None, labelled: bool = True) -> Table:
-    """Every row of a channel as one DataFrame of raw values (numbers as float32 but the target
-    column of `labelled` data, text as str)."""
+               target: str | int | None = None, files: list[Path] | None = None,
+               labelled: bool = True) -> Table:
+    """Every row of a channel (or of its `files`: a host's share) as one DataFrame of raw values
+    (numbers as float32 but the target column of `labelled` data, text as str)."""
     if mode == "Pipe":
         fifo = root.parent / f"{name}_0"
         frame = _parse(_read_pipe(name, fifo), f"channel '{name}' ({fifo})", header, target, labelled)
@@ -260,7 +265,7 @@ def read_table(name: str, root: Path, *, header: bool = False, mode: str = "File
         return Table(frame, [str(fifo)], [0])
     frames, sources = [], []
     started = time.monotonic()
-    for path in channel_files(name, root):
+    for path in channel_files(name, root) if files is None else files:
         frame = _parse(path, str(path), header, target, labelled)
         if frame is None:
             continue

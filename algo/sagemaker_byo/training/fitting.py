@@ -10,11 +10,14 @@ and the job has a checkpoint folder, prints metrics for MetricDefinitions, and s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import platform
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -227,6 +230,16 @@ def grow(job: Job, model, data, target, grows: str, steps: int, fingerprint: str
     return Pipeline([*preprocessing.steps, (last, estimator)])
 
 
+def set_n_jobs(model, jobs: int) -> dict:
+    """Every `n_jobs` of a scikit-learn model set to `jobs` (the threads of every host); returns
+    the values it replaced, to be put back before saving."""
+    params = model.get_params(deep=True) if hasattr(model, "get_params") else {}
+    replaced = {name: value for name, value in params.items() if name == "n_jobs" or name.endswith("__n_jobs")}
+    if replaced:
+        model.set_params(**dict.fromkeys(replaced, jobs))
+    return replaced
+
+
 def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
@@ -265,13 +278,6 @@ def describe(model, name: str, task: str, params: dict, features: pd.DataFrame, 
             "joblib": joblib.__version__,
         },
     }
-
-
-def is_secondary_host(job: Job) -> bool:
-    """In a multi-instance job only the first host trains, so the merged model/ has one model."""
-    hosts = job.resource_config.get("hosts") or []
-    current = job.resource_config.get("current_host")
-    return len(hosts) > 1 and current is not None and current != sorted(hosts)[0]
 
 
 def read(job: Job, name: str, header: bool, target, labelled: bool = True) -> tuple[pd.DataFrame, pd.Series | None]:
@@ -345,25 +351,32 @@ def extra_metrics(name: str, algorithm: Algorithm, model, inputs, target) -> dic
     return checked
 
 
-def train(job: Job, catalogue: dict[str, Algorithm]) -> None:
+Reader = Callable[[str, bool, Any], tuple[pd.DataFrame, pd.Series]]
+
+
+def train(job: Job, catalogue: dict[str, Algorithm], reader: Reader | None = None,
+          backend: tuple[int, Callable[[], AbstractContextManager]] | None = None) -> None:
+    """Train on this host. A job across hosts (training.multihost) passes the `reader` of a
+    channel's rows from every host, and the `backend` the fit's joblib work runs on: its
+    parallelism (n_jobs) and a context that selects it."""
     check_catalogue(catalogue)
     params = parse_hyperparameters(job.hyperparameters, catalogue)
-    if is_secondary_host(job):
-        log.info("host %s is not the first of %s; only the first host trains, exiting",
-                 job.resource_config["current_host"], job.resource_config["hosts"])
-        return
     size, source = label_size(job, params)
     name, header, target = params["algorithm"], params["header"], params["target"]
     algorithm = catalogue[name]
     if params["task"] is not None:
         check_task(name, algorithm, params["task"])
     unsupervised, labelled = supervision(name, algorithm, params, size, source)
+    if reader is not None and not labelled:
+        raise UserError(f"algorithm '{name}' learns from features only, which trains on one instance; "
+                        f"set the job's instance count to 1")
+    reader = reader or (lambda channel, header, target: read(job, channel, header, target, labelled))
     if target is not None and not target.lstrip("-").isdigit() and not header:
         raise UserError(f"target {target!r} is a column name, which needs header=true; "
                         f"or give the column's 0-based index")
 
     started = time.monotonic()
-    features, y = read(job, "training", header, target, labelled)
+    features, y = reader("training", header, target)
     rows = len(features)
     target_name = None if unsupervised else y.name
     log.info("read %d training rows with %d features in %.1fs", rows, features.shape[1],
@@ -392,7 +405,7 @@ def train(job: Job, catalogue: dict[str, Algorithm]) -> None:
 
     validation = None
     if job.has_channel("validation"):
-        v_features, v_y = read(job, "validation", header, target, labelled)
+        v_features, v_y = reader("validation", header, target)
         if list(v_features.columns) != list(features.columns):
             raise UserError(f"the validation channel has {v_features.shape[1]} features "
                             f"({', '.join(map(str, v_features.columns[:5]))}...) but training has "
@@ -403,8 +416,9 @@ def train(job: Job, catalogue: dict[str, Algorithm]) -> None:
     data = model_input(features, array)
     cpus = resources.cpus()
     log.info("CPUs: %s; memory: %s", cpus, resources.describe_memory(resources.memory()))
+    jobs, parallel = backend or (cpus.value, contextlib.nullcontext)
     # n_jobs=-1 and the native thread pools (OpenMP, BLAS) use the CPUs this container may use.
-    with _Refusal(name, task, own), threadpool_limits(cpus.value):
+    with _Refusal(name, task, own), threadpool_limits(cpus.value), parallel():
         if algorithm.fit is not None:
             log.info("fit started: algorithm %s on %d rows", name, rows)
             fit_started = time.monotonic()
@@ -413,9 +427,9 @@ def train(job: Job, catalogue: dict[str, Algorithm]) -> None:
             job.check_stop()
         else:
             model = algorithm.build(dict(own), task, features)
-            replaced = resources.limit_n_jobs(model, cpus.value)
+            replaced = resources.limit_n_jobs(model, jobs) if backend is None else set_n_jobs(model, jobs)
             if replaced:
-                log.info("fitting with %s=%d", ", ".join(replaced), cpus.value)
+                log.info("fitting with %s=%d", ", ".join(replaced), jobs)
             fingerprint = checkpoints.fingerprint(
                 params=params, task=task, rows=rows, columns=list(map(str, features)),
                 sample=pd.util.hash_pandas_object(features.head(1000)).sum())
@@ -444,3 +458,4 @@ def train(job: Job, catalogue: dict[str, Algorithm]) -> None:
         MODEL_FILE: lambda path: joblib.dump(model, path),
         METADATA_FILE: lambda path: path.write_text(json.dumps(description, indent=2) + "\n"),
     })
+    job.saved.set()
