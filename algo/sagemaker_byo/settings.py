@@ -149,7 +149,9 @@ class Serving:
     @property
     def routes(self) -> str:
         """The routes this server answers, as its 404s (nginx's and the app's) name them."""
-        return "/ping and /models" if self.multi_model else "/ping and /invocations"
+        if self.multi_model:
+            return "/ping, /models, /models/<name>, /models/<name>/invoke and /execution-parameters"
+        return "/ping, /invocations and /execution-parameters"
 
 
 def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:

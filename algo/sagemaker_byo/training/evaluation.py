@@ -16,6 +16,7 @@ from sklearn import metrics as skm
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
+UNSUPERVISED = "unsupervised"  # no target: anomaly detection, clustering, embeddings
 
 
 def scores(task: str, model, features, target: np.ndarray) -> dict[str, float]:

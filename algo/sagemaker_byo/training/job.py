@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import settings
-from ..errors import AlgorithmError, TrainingStopped, UserError
+from ..errors import AlgorithmError, TrainingStopped, UserError, missing_library
 
 log = logging.getLogger("train")
 
@@ -171,6 +171,12 @@ def _finish(paths: settings.Paths, error: BaseException) -> int:
     if isinstance(error, UserError):
         write_failure(paths, f"UserError: {error}")
         log.error("training failed (user error): %s", error)
+        return EXIT_USER_ERROR
+    missing = missing_library(error)
+    if missing is not None:  # the image lacks what the algorithm needs: the fork's to fix, not a bug
+        write_failure(paths, f"UserError: the algorithm needs a library: {missing}")
+        log.error("training failed (a library is missing): %s\n%s", missing,
+                  "".join(traceback.format_exception(error)))
         return EXIT_USER_ERROR
     detail = f"{type(error).__name__}: {error}"
     write_failure(
