@@ -75,7 +75,7 @@ def build_fork(workdir: Path) -> str:
     """The image with algo/algorithm.py replaced, as a fork builds it (the packages' layers are cached)."""
     context = workdir / "fork"
     context.mkdir()
-    for name in ("Dockerfile", ".dockerignore", "requirements.txt"):
+    for name in ("Dockerfile", ".dockerignore", "requirements.txt", "system-packages.txt"):
         shutil.copy(REPO / name, context / name)
     shutil.copytree(REPO / "algo", context / "algo", ignore=shutil.ignore_patterns("__pycache__"))
     (context / "algo" / "algorithm.py").write_text(FORK_CATALOGUE)
