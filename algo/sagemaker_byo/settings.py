@@ -27,6 +27,9 @@ RUNTIME_DIR = "SAGEMAKER_RUNTIME_DIR"  # default: a fresh folder under /tmp (soc
 PRELOAD = "MODEL_SERVER_PRELOAD"  # default true: load the model before forking (false if not fork-safe)
 MULTI_MODEL = "SAGEMAKER_MULTI_MODEL"  # "true" on a multi-model endpoint: models come through POST /models
 CHUNK_MB = "MODEL_SERVER_CHUNK_MB"  # default: from the memory limit, 1 to 8; 0 scores large bodies whole
+METRICS = "MODEL_SERVER_METRICS"  # default true: record Prometheus metrics and answer GET /metrics
+LOG_FORMAT = "SAGEMAKER_CONTAINER_LOG_FORMAT"  # default text; json: one JSON object per line
+LOG_FORMATS = ("text", "json")
 
 DEFAULT_BASE_DIR = "/opt/ml"
 DEFAULT_PORT = 8080
@@ -133,6 +136,8 @@ class Serving:
     threads: int = 1  # native threads per worker (OpenMP, BLAS, n_jobs): workers x threads <= CPUs
     multi_model: bool = False  # models loaded and unloaded at run time (sagemaker_byo.serving.multimodel)
     chunk_mb: int = MAX_CHUNK_MB  # large CSV and JSON Lines bodies are scored in chunks of this size; 0: whole
+    metrics: bool = True  # record Prometheus metrics and answer GET /metrics
+    log_format: str = "text"  # or "json"
 
     @property
     def chunk_bytes(self) -> int:
@@ -190,6 +195,18 @@ def log_level(env: dict[str, str] | None = None) -> int:
     return level
 
 
+def log_format(env: dict[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    raw = env.get(LOG_FORMAT, "").strip().lower() or LOG_FORMATS[0]
+    if raw not in LOG_FORMATS:
+        raise SettingsError(f"{LOG_FORMAT}={raw!r}: use {' or '.join(LOG_FORMATS)}")
+    return raw
+
+
+def metrics_enabled(env: dict[str, str] | None = None) -> bool:
+    return _bool(os.environ if env is None else env, METRICS, default=True)
+
+
 def thread_environment(threads: int, env: dict[str, str] | None = None) -> dict[str, str]:
     """OMP_NUM_THREADS and its kin set to `threads`, where the environment does not set them."""
     env = os.environ if env is None else env
@@ -233,4 +250,6 @@ def serving(env: dict[str, str] | None = None) -> Serving:
         log_level=log_level(env),
         preload=_bool(env, PRELOAD, default=True),
         multi_model=_bool(env, MULTI_MODEL),
+        metrics=metrics_enabled(env),
+        log_format=log_format(env),
     )
