@@ -32,7 +32,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from .. import resources, settings
 from . import logs
@@ -243,7 +243,8 @@ def exposition(folder: Path | None, models=None) -> bytes:
     return generate_latest(registry)
 
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The classic text format every scraper reads (our names need none of 1.0.0's escaping).
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
 def folder_from_environment(env: dict[str, str] | None = None) -> Path | None:
