@@ -216,7 +216,7 @@ def compare_metrics(args, env: dict[str, str], work: Path) -> int:
                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                            "kernel": platform.release()},
                "workers": WORKERS, "connections": connections, "duration_s": args.duration, "reps": args.reps,
-               "cells": {}}
+               "load_average_at_start": os.getloadavg(), "cells": {}}
     try:
         for target in targets.values():
             target.start()
@@ -248,6 +248,7 @@ def compare_metrics(args, env: dict[str, str], work: Path) -> int:
             print(f"rows={rows:<6} c={connections}: metrics on {on:8.0f} req/s, off {off:8.0f} req/s, "
                   f"on/off {on / off:.3f} (runs on {runs['metrics-on']}, off {runs['metrics-off']}); "
                   f"workers' CPU per request on {cpu_on} us, off {cpu_off} us", flush=True)
+        results["load_average_at_end"] = os.getloadavg()
         scrape = requests.get(targets["metrics-on"].url + "/metrics", timeout=5).text
         results["scrape_bytes"] = len(scrape.encode())
     finally:
