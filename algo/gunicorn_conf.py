@@ -70,13 +70,12 @@ def post_fork(server, worker):
 def child_exit(server, worker):
     # In the master. A worker's counts stay in its metrics files (they survive it); only its live
     # gauges (requests in flight) go. A worker that exits while gunicorn still listens is replaced.
-    if not os.environ.get(supervisor.MULTIPROC_ENV):
+    folder = os.environ.get(supervisor.MULTIPROC_ENV)
+    if not folder:
         return
-    from prometheus_client import multiprocess
-
     from sagemaker_byo.serving import metrics
 
-    multiprocess.mark_process_dead(worker.pid)
+    metrics.mark_process_dead(worker.pid, folder)
     if server.LISTENERS:  # emptied when gunicorn stops: those exits are not restarts
         metrics.recorder().worker_restarted()
 

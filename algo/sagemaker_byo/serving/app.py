@@ -91,7 +91,7 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
         if not config.metrics:
             return _text(f"metrics are turned off ({settings.METRICS}=false)", 404)
         models = app.extensions["sagemaker_models"].registry if config.multi_model else None
-        return Response(metrics.exposition(metrics.folder_from_environment(), models), status=200,
+        return Response(metrics.exposition(record.folder, models), status=200,
                         content_type=metrics.CONTENT_TYPE)
 
     @app.errorhandler(HTTPError)

@@ -2,10 +2,12 @@
 
 gunicorn's workers are separate processes, so the metrics use prometheus_client's multiprocess
 mode: `serve` gives each server start a fresh, empty folder (PROMETHEUS_MULTIPROC_DIR, under its
-runtime folder) before gunicorn starts; every process writes its counts to its own memory-mapped
-files there (an increment is a write to shared memory, no system call, no lock between
-workers), and a scrape adds the files up. A worker that dies leaves its files behind, so counts
-survive its restart; gunicorn's `child_exit` hook (gunicorn_conf.py) drops only its live gauges.
+runtime folder) before gunicorn starts; every process writes its counts to memory-mapped files of
+its own there, in prometheus_client's format (`Recorder`: a count is a write to shared memory, no
+system call, no lock between workers), and a scrape adds the files up with prometheus_client's
+MultiProcessCollector. A worker that dies leaves its files behind, so counts survive its restart;
+gunicorn's `child_exit` hook (gunicorn_conf.py) drops only its live gauges. A hook's own
+prometheus_client metrics land in the same folder and are scraped with ours.
 
 A scrape is answered outside the workers: `serve` runs `ScrapeServer`, a thread reading that folder
 on a unix socket, and nginx sends GET /metrics to it, so SageMaker's scrape never queues behind a
@@ -21,18 +23,25 @@ imports this without the model stack.
 
 from __future__ import annotations
 
+import atexit
+import bisect
 import errno
 import logging
+import math
 import os
+import shutil
 import socketserver
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client.utils import floatToGoString
 
 from .. import resources, settings
 from . import logs
@@ -71,83 +80,178 @@ def route(path: str) -> str:
     return OTHER
 
 
+# Our files carry this after the pid: a hook's own prometheus_client metrics, written through
+# prometheus_client's own files in the same folder, never share a file with ours.
+TAG = "byo"
+HELP = {
+    "requests": "Requests the workers answered, by route, method and status code",
+    "requests_in_flight": "Requests the workers are answering now",
+    "request_duration_seconds": "Time to answer a request in the worker, by route",
+    "stage_duration_seconds": "Time in each inference hook (per body, or per chunk of a body scored in chunks)",
+    "request_rows": "Rows per answered invocation",
+    "rows_answered": "Rows answered by invocations",
+    "chunked_bodies": "Invocation bodies scored a chunk at a time",
+    "model_load_duration_seconds": "Time to load a model (model_fn and its input contract)",
+    "model_loaded": "1 once the model of a single-model endpoint is loaded, 0 if it could not be",
+    "worker_restarts": "gunicorn workers that exited while the server ran (crash, kill, timeout) and were replaced",
+    "model_loads": "Loads asked of a multi-model endpoint (POST /models), by outcome",
+    "model_unloads": "Models unloaded from a multi-model endpoint",
+}
+
+
+class _Series:
+    """One time series in this process's file: its running value, written through at each change."""
+
+    __slots__ = ("key", "value", "write")
+
+    def __init__(self, file: MmapedDict, key: str) -> None:
+        self.write, self.key, self.value = file.write_value, key, 0.0
+        self.write(key, 0.0, 0.0)
+
+    def add(self, amount: float) -> None:
+        self.value += amount
+        self.write(self.key, self.value, 0.0)
+
+    def set(self, value: float) -> None:
+        self.value = value
+        self.write(self.key, value, 0.0)
+
+
+class _Histogram:
+    """A histogram's sum and buckets (each bucket counts its own range; the scrape accumulates them)."""
+
+    __slots__ = ("bounds", "buckets", "sum")
+
+    def __init__(self, series, name: str, labels: dict[str, str], bounds: tuple[float, ...]) -> None:
+        self.bounds = (*bounds, math.inf)
+        self.sum = series("histogram", name, name + "_sum", labels)
+        self.buckets = [series("histogram", name, name + "_bucket", {**labels, "le": floatToGoString(b)})
+                        for b in self.bounds]
+
+    def observe(self, value: float) -> None:
+        self.sum.add(value)
+        self.buckets[bisect.bisect_left(self.bounds, value)].add(1.0)
+
+
 class Recorder:
-    """The metrics one process records, created once per process (`recorder()`)."""
+    """The metrics one process records, in files of its own in `folder`, in prometheus_client's
+    multiprocess format (its MmapedDict and keys), which its MultiProcessCollector adds up.
+
+    Written directly rather than through prometheus_client's Counter and Histogram: a request
+    records 14 values, and their layers of locks and checks cost about 15 us a request against
+    about 3 us for these writes (bench/request_path.py --stages), which passed the 3 % a 1-row
+    request may spend on metrics. The files are the same, so the scrape is prometheus_client's.
+    """
 
     enabled = True
 
-    def __init__(self, registry=None) -> None:
-        kw = {} if registry is None else {"registry": registry}
-        self.requests = Counter(PREFIX + "requests", "Requests answered by the model server, by route, "
-                                "method and status code", ["route", "method", "status"], **kw)
-        self.in_flight = Gauge(PREFIX + "requests_in_flight", "Requests the workers are answering now",
-                               multiprocess_mode="livesum", **kw)
-        self.duration = Histogram(PREFIX + "request_duration_seconds", "Time to answer a request in the "
-                                  "worker, by route", ["route"], buckets=DURATION_BUCKETS, **kw)
-        self.stages = Histogram(PREFIX + "stage_duration_seconds", "Time spent in each inference hook "
-                                "(one observation per body, or per chunk of a body scored in chunks)",
-                                ["stage"], buckets=DURATION_BUCKETS, **kw)
-        self.rows = Histogram(PREFIX + "request_rows", "Rows per answered invocation", buckets=ROW_BUCKETS, **kw)
-        self.rows_answered = Counter(PREFIX + "rows_answered", "Rows answered by invocations", **kw)
-        self.chunked = Counter(PREFIX + "chunked_bodies", "Invocation bodies scored a chunk at a time", **kw)
-        self.load_duration = Histogram(PREFIX + "model_load_duration_seconds", "Time to load a model "
-                                       "(model_fn and the input contract)", buckets=LOAD_BUCKETS, **kw)
-        self.model_loaded = Gauge(PREFIX + "model_loaded", "1 once the model is loaded, 0 if it could not be "
-                                  "(single-model endpoints)", multiprocess_mode="max", **kw)
-        self.worker_restarts = Counter(PREFIX + "worker_restarts", "gunicorn workers that exited while "
-                                       "serving (crash, kill, timeout) and were replaced", **kw)
-        self.model_loads = Counter(PREFIX + "model_loads", "Loads asked of a multi-model endpoint (POST /models), "
-                                   "by outcome", ["outcome"], **kw)
-        self.model_unloads = Counter(PREFIX + "model_unloads", "Models unloaded from a multi-model endpoint", **kw)
-        self._request_children: dict[tuple[str, str, str], object] = {}
-        self._duration_children: dict[str, object] = {}
-        self._input, self._predict, self._output = (self.stages.labels(s) for s in STAGES)
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._forget()
+        os.register_at_fork(after_in_child=self._forget)  # a worker writes files of its own
 
-    # -- the request path: each call a few writes to shared memory ----------------------------
+    def _forget(self) -> None:
+        self._files: dict[str, MmapedDict] = {}
+        self._series: dict[tuple, _Series | _Histogram] = {}
+        self._requests: dict[tuple[str, str, str], _Series] = {}
+        self._durations: dict[str, _Histogram] = {}
+        self._hot: tuple | None = None
+
+    # -- this process's series ------------------------------------------------------------------
+    def _file(self, kind: str) -> MmapedDict:
+        file = self._files.get(kind)
+        if file is None:
+            file = self._files[kind] = MmapedDict(str(self.folder / f"{kind}_{os.getpid()}-{TAG}.db"))
+        return file
+
+    def _new_series(self, kind: str, metric: str, name: str, labels: dict[str, str]) -> _Series:
+        key = mmap_key(metric, name, list(labels), list(labels.values()), HELP[metric[len(PREFIX):]])
+        return _Series(self._file(kind), key)
+
+    def _counter(self, short: str, **labels: str) -> _Series:
+        ident = ("counter", short, tuple(labels.items()))
+        found = self._series.get(ident)
+        if found is None:
+            found = self._series[ident] = self._new_series("counter", PREFIX + short, PREFIX + short + "_total", labels)
+        return found
+
+    def _gauge(self, short: str, mode: str) -> _Series:
+        ident = ("gauge", short)
+        found = self._series.get(ident)
+        if found is None:
+            found = self._series[ident] = self._new_series(f"gauge_{mode}", PREFIX + short, PREFIX + short, {})
+        return found
+
+    def _histogram(self, short: str, bounds: tuple[float, ...], **labels: str) -> _Histogram:
+        ident = ("histogram", short, tuple(labels.items()))
+        found = self._series.get(ident)
+        if found is None:
+            found = self._series[ident] = _Histogram(self._new_series, PREFIX + short, labels, bounds)
+        return found
+
+    def _hot_series(self) -> tuple:
+        """What every invocation writes, looked up once per process."""
+        if self._hot is None:
+            self._hot = (self._gauge("requests_in_flight", "livesum"),
+                         *(self._histogram("stage_duration_seconds", DURATION_BUCKETS, stage=s) for s in STAGES),
+                         self._histogram("request_rows", ROW_BUCKETS), self._counter("rows_answered"))
+        return self._hot
+
+    # -- the request path -------------------------------------------------------------------------
     def request_started(self) -> None:
-        self.in_flight.inc()
+        self._hot_series()[0].add(1.0)
 
     def request_finished(self, route: str, method: str, status: str, seconds: float) -> None:
         key = (route, method, status)
-        child = self._request_children.get(key)
-        if child is None:
-            child = self._request_children[key] = self.requests.labels(*key)
-        child.inc()
-        duration = self._duration_children.get(route)
+        requests = self._requests.get(key)
+        if requests is None:
+            requests = self._requests[key] = self._counter("requests", route=route, method=method, status=status)
+        requests.add(1.0)
+        duration = self._durations.get(route)
         if duration is None:
-            duration = self._duration_children[route] = self.duration.labels(route)
+            duration = self._durations[route] = self._histogram("request_duration_seconds", DURATION_BUCKETS,
+                                                                route=route)
         duration.observe(seconds)
-        self.in_flight.dec()
+        self._hot_series()[0].add(-1.0)
 
     def stages_timed(self, input_fn: float, predict_fn: float, output_fn: float) -> None:
-        self._input.observe(input_fn)
-        self._predict.observe(predict_fn)
-        self._output.observe(output_fn)
+        _, decode, predict, output, _, _ = self._hot_series()
+        decode.observe(input_fn)
+        predict.observe(predict_fn)
+        output.observe(output_fn)
 
     def answered(self, rows: int | None) -> None:
         if rows is not None:
-            self.rows.observe(rows)
-            self.rows_answered.inc(rows)
+            hot = self._hot_series()
+            hot[4].observe(rows)
+            hot[5].add(rows)
 
     def chunked_body(self) -> None:
-        self.chunked.inc()
+        self._counter("chunked_bodies").add(1.0)
 
     # -- models and workers -------------------------------------------------------------------
     def model_load(self, seconds: float, ready: bool) -> None:
         if ready:
-            self.load_duration.observe(seconds)
+            self._histogram("model_load_duration_seconds", LOAD_BUCKETS).observe(seconds)
 
     def model_state(self, ready: bool) -> None:
-        self.model_loaded.set(1 if ready else 0)
+        self._gauge("model_loaded", "max").set(1.0 if ready else 0.0)
 
     def load_outcome(self, outcome: str) -> None:
-        self.model_loads.labels(outcome).inc()
+        self._counter("model_loads", outcome=outcome).add(1.0)
 
     def unloaded(self) -> None:
-        self.model_unloads.inc()
+        self._counter("model_unloads").add(1.0)
 
     def worker_restarted(self) -> None:
-        self.worker_restarts.inc()
+        self._counter("worker_restarts").add(1.0)
+
+
+def mark_process_dead(pid: int, folder: Path) -> None:
+    """A worker is gone: its live gauges (requests in flight) go with it; its counts stay."""
+    for path in Path(folder).glob(f"gauge_live*_{pid}-{TAG}.db"):
+        path.unlink(missing_ok=True)
+    multiprocess.mark_process_dead(pid, str(folder))  # a hook's own prometheus_client gauges
 
 
 class NoRecorder:
@@ -167,12 +271,23 @@ _recorder: Recorder | NoRecorder | None = None
 
 
 def recorder() -> Recorder | NoRecorder:
-    """This process's recorder, made on first use from the environment `serve` set (metrics on
-    or off, and the multiprocess folder, which prometheus_client reads when it makes a metric)."""
+    """This process's recorder, made on first use from the environment `serve` set: metrics on
+    or off, and the folder of every process's files (an app run without `serve` gets a private
+    one, shared by the workers a server forks from it)."""
     global _recorder  # noqa: PLW0603 - one per process, as prometheus_client's own registry
     if _recorder is None:
-        _recorder = Recorder() if settings.metrics_enabled() else NoRecorder()
+        if not settings.metrics_enabled():
+            _recorder = NoRecorder()
+        else:
+            _recorder = Recorder(folder_from_environment() or _private_folder())
     return _recorder
+
+
+def _private_folder() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="sagemaker-byo-metrics-"))
+    creator = os.getpid()
+    atexit.register(lambda: os.getpid() == creator and shutil.rmtree(folder, ignore_errors=True))
+    return folder
 
 
 def instrument(wsgi_app, record: Recorder | NoRecorder):
@@ -223,22 +338,10 @@ class ServerCollector:
                                     "(their loading worker's growth)", value=sum(e.memory for e in ready))
 
 
-class _ThisProcess:
-    """The default registry's metrics (this process's own), as one collector of another registry."""
-
-    def collect(self):
-        from prometheus_client import REGISTRY  # noqa: PLC0415
-        yield from REGISTRY.collect()
-
-
-def exposition(folder: Path | None, models=None) -> bytes:
-    """The Prometheus text of every process's metrics in `folder` (multiprocess mode), or of this
-    process's alone when there is none, with the figures read now."""
+def exposition(folder: Path, models=None) -> bytes:
+    """The Prometheus text of every process's metrics in `folder`, with the figures read now."""
     registry = CollectorRegistry()
-    if folder is not None:
-        multiprocess.MultiProcessCollector(registry, path=str(folder))
-    else:
-        registry.register(_ThisProcess())
+    multiprocess.MultiProcessCollector(registry, path=str(folder))
     registry.register(ServerCollector(models))
     return generate_latest(registry)
 

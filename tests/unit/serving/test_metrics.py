@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from prometheus_client import REGISTRY, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from sagemaker_byo.serving import metrics
@@ -32,7 +31,9 @@ class Halves:
 
 
 def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(P + name, labels) or 0.0
+    """A value this process recorded, as a scrape of its folder reads it."""
+    found = parse(metrics.exposition(metrics.recorder().folder))
+    return found.get((P + name, tuple(sorted(labels.items()))), 0.0)
 
 
 def parse(text: str | bytes) -> dict[tuple[str, tuple], float]:
@@ -104,7 +105,7 @@ def test_a_hook_that_fails_is_counted_as_a_500(make_client, make_hooks):
 def test_an_odd_method_is_one_label_not_the_clients_word(make_client, make_hooks):
     client = make_client(make_hooks(Halves()))
     client.open("/invocations", method="BREW")
-    names = {dict(labels)["method"] for (name, labels) in parse(metrics.exposition(None))
+    names = {dict(labels)["method"] for (name, labels) in parse(metrics.exposition(metrics.recorder().folder))
              if name == P + "requests_total"}
     assert "BREW" not in names and "other" in names
 
@@ -165,8 +166,8 @@ def test_counts_of_several_processes_add_up_and_outlive_them(tmp_path):
     # Each process ended with a request in flight: a live gauge, until the process is marked
     # dead, as gunicorn's child_exit does for a worker.
     assert samples[(P + "requests_in_flight", ())] == 2
-    for pid in {p.stem.rsplit("_", 1)[1] for p in folder.glob("gauge_livesum_*.db")}:
-        multiprocess.mark_process_dead(int(pid), str(folder))
+    for pid in {p.stem.rsplit("_", 1)[1].split("-")[0] for p in folder.glob("gauge_livesum_*.db")}:
+        metrics.mark_process_dead(int(pid), folder)
     after = parse(metrics.exposition(folder))
     assert (P + "requests_in_flight", ()) not in after
     assert after[(P + "rows_answered_total", ())] == 10  # the counts stay
@@ -177,3 +178,40 @@ def test_recording_turned_off_records_nothing(tmp_path):
     folder.mkdir()
     assert record_in_a_process(folder, ["200"], MODEL_SERVER_METRICS="false") == "NoRecorder"
     assert list(folder.iterdir()) == []
+
+
+HOOK_METRIC = """
+import sys
+sys.path.insert(0, {algo!r})
+from prometheus_client import Counter
+from sagemaker_byo.serving import metrics
+metrics.recorder().answered(2)
+Counter("my_model_calls", "a hook's own metric").inc(3)
+"""
+
+
+def test_a_hooks_own_prometheus_metrics_share_the_folder_without_sharing_a_file(tmp_path):
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    environment = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    environment.pop("MODEL_SERVER_METRICS", None)
+    done = subprocess.run([sys.executable, "-c", HOOK_METRIC.format(algo=str(ALGO))], env=environment,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    samples = parse(metrics.exposition(folder))
+    assert samples[("my_model_calls_total", ())] == 3
+    assert samples[(P + "rows_answered_total", ())] == 2
+    assert len({p.name for p in folder.glob("counter_*.db")}) == 2  # prometheus_client's file and ours
+
+
+def test_a_forked_process_writes_files_of_its_own(tmp_path):
+    record = metrics.Recorder(tmp_path)
+    record.chunked_body()
+    pid = os.fork()
+    if pid == 0:
+        record.chunked_body()
+        record.chunked_body()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert parse(metrics.exposition(tmp_path))[(P + "chunked_bodies_total", ())] == 3
+    assert len(list(tmp_path.glob("counter_*.db"))) == 2
