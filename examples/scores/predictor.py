@@ -29,8 +29,15 @@ import os
 import joblib
 import numpy as np
 
-from sagemaker_byo import BadRequest  # noqa: F401 - for hooks that refuse input
-from sagemaker_byo import ENCODERS, Hooks, Invocation, create_app, encode, probabilities
+from sagemaker_byo import (
+    ENCODERS,
+    BadRequest,  # noqa: F401 - for hooks that refuse input
+    Hooks,
+    Invocation,
+    create_app,
+    encode,
+    probabilities,
+)
 
 MODEL_FILE = "model.joblib"  # as written by algo/train
 
