@@ -154,9 +154,10 @@ class Serving:
     @property
     def routes(self) -> str:
         """The routes this server answers, as its 404s (nginx's and the app's) name them."""
+        metrics = ", and /metrics" if self.metrics else ""
         if self.multi_model:
-            return "/ping, /models, /models/<name>, /models/<name>/invoke and /execution-parameters"
-        return "/ping, /invocations and /execution-parameters"
+            return f"/ping, /models, /models/<name>, /models/<name>/invoke and /execution-parameters{metrics}"
+        return f"/ping, /invocations and /execution-parameters{metrics}"
 
 
 def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
