@@ -139,8 +139,9 @@ class Recorder:
 
     Written directly rather than through prometheus_client's Counter and Histogram: a request
     records 14 values, and their layers of locks and checks cost about 15 us a request against
-    about 3 us for these writes (bench/request_path.py --stages), which passed the 3 % a 1-row
-    request may spend on metrics. The files are the same, so the scrape is prometheus_client's.
+    about 5 us for these writes (bench/request_path.py --stages; bench/NOTES.md), the first
+    beyond the 3 % a 1-row request may spend on metrics. The files are the same, so the scrape
+    is prometheus_client's.
     """
 
     enabled = True
