@@ -1,7 +1,9 @@
 """Where one request's time goes inside the app: the real Flask app of algo/predictor.py called
 in-process as WSGI (no nginx, no gunicorn), against a minimal Flask app returning a constant,
 for a 1-row and a 10,000-row CSV body (CPU time and minor page faults per request), then the
-parts of the path on their own (--stages) and a cProfile of the 1-row path (--profile). It runs
+parts of the path on their own (--stages, with what recording one request's metrics costs; set
+MODEL_SERVER_METRICS=false to measure the path without them) and a cProfile of the 1-row path
+(--profile). It runs
 with the allocator settings the server gives its workers (settings.ALLOCATOR_DEFAULTS), or with
 glibc's own (--glibc-defaults).
 
@@ -75,6 +77,16 @@ def stages(model, plain, body: bytes) -> None:
     with sklearn.config_context(assume_finite=True):  # what the finite check, on for every request, costs
         unchecked = per_call(lambda: model.predict(one), 3000)[0]
     print(f"      1 row,  predict, {'memoized, no check':19} {unchecked:8.1f} us")
+    from sagemaker_byo.serving import metrics
+
+    record = metrics.recorder()
+    if record.enabled:  # what one answered invocation records, alone (MODEL_SERVER_METRICS=false: nothing)
+        def one_request():
+            record.request_started()
+            record.stages_timed(0.00002, 0.00003, 0.00001)
+            record.answered(1)
+            record.request_finished("/invocations", "POST", "200", 0.0001)
+        print(f"  metrics, one request's recording      {per_call(one_request, 20000)[0]:8.1f} us")
 
 
 def main() -> int:
@@ -93,6 +105,8 @@ def main() -> int:
            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     subprocess.run([str(ALGO / "train")], env=env, check=True, capture_output=True, timeout=300)
     os.environ.update(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_CONTAINER_LOG_LEVEL="WARNING")
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(work / "metrics"))  # as serve gives gunicorn
+    (work / "metrics").mkdir()
     from flask import Flask, Response, request
     from sklearn.datasets import load_iris
 

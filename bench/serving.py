@@ -11,6 +11,12 @@ the server's processes (gunicorn's master and workers, nginx), read from /proc a
 Every run is bounded in time.
 
     python bench/serving.py [--duration 3] [--reps 3] [--out bench/results]
+
+`--metrics` measures instead what recording the Prometheus metrics costs: the real stack with
+metrics on and with MODEL_SERVER_METRICS=false, both running, their wrk runs alternated (on, off,
+on, off...) so the machine's drift hits both alike; 1 and 10,000 rows at 4 connections by default.
+
+    python bench/serving.py --metrics [--duration 5] [--reps 5] [--out bench/results]
 """
 
 from __future__ import annotations
@@ -199,12 +205,71 @@ def wrk(url: str, script: Path, connections: int, duration: int) -> dict:
             "socket_errors": socket_errors.group(1) if socket_errors else ""}
 
 
+def compare_metrics(args, env: dict[str, str], work: Path) -> int:
+    """Metrics on against metrics off, runs alternated, in one run: bench/results/metrics.json."""
+    rows_list, connections = args.rows or [1, 10_000], args.connections or 4
+    targets = {}
+    for name, extra in (("metrics-on", {}), ("metrics-off", {"MODEL_SERVER_METRICS": "false"})):
+        port = free_port()
+        targets[name] = Target(name, [str(ALGO / "serve")], {**env, **extra, "SAGEMAKER_BIND_TO_PORT": str(port)}, port)
+    results = {"command": "python bench/serving.py " + " ".join(sys.argv[1:]),
+               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                           "kernel": platform.release()},
+               "workers": WORKERS, "connections": connections, "duration_s": args.duration, "reps": args.reps,
+               "load_average_at_start": os.getloadavg(), "cells": {}}
+    try:
+        for target in targets.values():
+            target.start()
+        time.sleep(0.5)
+        for rows in rows_list:
+            script = work / f"wrk-{rows}.lua"
+            script.write_text(WRK_SCRIPT.format(payload=payload(rows, work)))
+            runs: dict[str, list[float]] = {name: [] for name in targets}
+            # The workers' CPU per request: what recording adds, less blurred than throughput by
+            # whatever else the machine runs.
+            cpu: dict[str, list[float]] = {name: [] for name in targets}
+            for rep in range(args.reps):
+                order = list(targets.values()) if rep % 2 == 0 else list(reversed(targets.values()))
+                for target in order:
+                    before = cpu_seconds(target.process.pid).get("gunicorn", 0.0)
+                    run = wrk(target.url, script, connections, args.duration)
+                    after = cpu_seconds(target.process.pid).get("gunicorn", 0.0)
+                    if run["non_2xx"] or run["socket_errors"]:
+                        raise RuntimeError(f"{target.name}: errors in the run: {run}")
+                    runs[target.name].append(run["rps"])
+                    cpu[target.name].append(round((after - before) / (run["rps"] * args.duration) * 1e6, 1))
+            on, off = (statistics.median(runs[name]) for name in ("metrics-on", "metrics-off"))
+            cpu_on, cpu_off = (statistics.median(cpu[name]) for name in ("metrics-on", "metrics-off"))
+            results["cells"][f"{rows}x{connections}"] = {
+                "metrics_on_rps": on, "metrics_off_rps": off, "on_over_off": round(on / off, 4),
+                "metrics_on_runs": runs["metrics-on"], "metrics_off_runs": runs["metrics-off"],
+                "gunicorn_cpu_us_per_request_on": cpu_on, "gunicorn_cpu_us_per_request_off": cpu_off,
+                "cpu_on_runs": cpu["metrics-on"], "cpu_off_runs": cpu["metrics-off"]}
+            print(f"rows={rows:<6} c={connections}: metrics on {on:8.0f} req/s, off {off:8.0f} req/s, "
+                  f"on/off {on / off:.3f} (runs on {runs['metrics-on']}, off {runs['metrics-off']}); "
+                  f"workers' CPU per request on {cpu_on} us, off {cpu_off} us", flush=True)
+        results["load_average_at_end"] = os.getloadavg()
+        scrape = requests.get(targets["metrics-on"].url + "/metrics", timeout=5).text
+        results["scrape_bytes"] = len(scrape.encode())
+    finally:
+        for target in targets.values():
+            target.stop()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out / 'metrics.json'}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
     parser.add_argument("--reps", type=int, default=3, help="runs per cell (the median is kept)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--only", nargs="*", help="measure only these targets")
+    parser.add_argument("--metrics", action="store_true",
+                        help="compare the real stack with metrics on and off (MODEL_SERVER_METRICS=false)")
+    parser.add_argument("--rows", type=int, nargs="*", help="rows per request (--metrics: default 1 10000)")
+    parser.add_argument("--connections", type=int, help="connections (--metrics: default 4)")
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
@@ -215,6 +280,11 @@ def main() -> int:
     shutil.copytree(REPO / "local_test" / "test_dir", base, ignore=shutil.ignore_patterns(".gitkeep"))
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "MODEL_SERVER_WORKERS": str(WORKERS), "PATH": PATH}
     subprocess.run([str(ALGO / "train")], env=env, check=True, capture_output=True, timeout=300)
+    if args.metrics:
+        try:
+            return compare_metrics(args, env, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     constant_algo = work / "constant-algo"
     shutil.copytree(ALGO, constant_algo, ignore=shutil.ignore_patterns("__pycache__"))

@@ -29,6 +29,9 @@ MULTI_MODEL = "SAGEMAKER_MULTI_MODEL"  # "true" on a multi-model endpoint: model
 CLUSTER_WAIT = "SAGEMAKER_CLUSTER_WAIT"  # default 300 s: hosts resolving and joining a multi-host job
 SCHEDULER_PORT = "SAGEMAKER_SCHEDULER_PORT"  # default 8786: the Dask scheduler's port on the leader
 CHUNK_MB = "MODEL_SERVER_CHUNK_MB"  # default: from the memory limit, 1 to 8; 0 scores large bodies whole
+METRICS = "MODEL_SERVER_METRICS"  # default true: record Prometheus metrics and answer GET /metrics
+LOG_FORMAT = "SAGEMAKER_CONTAINER_LOG_FORMAT"  # default text; json: one JSON object per line
+LOG_FORMATS = ("text", "json")
 
 DEFAULT_BASE_DIR = "/opt/ml"
 DEFAULT_PORT = 8080
@@ -137,6 +140,8 @@ class Serving:
     threads: int = 1  # native threads per worker (OpenMP, BLAS, n_jobs): workers x threads <= CPUs
     multi_model: bool = False  # models loaded and unloaded at run time (sagemaker_byo.serving.multimodel)
     chunk_mb: int = MAX_CHUNK_MB  # large CSV and JSON Lines bodies are scored in chunks of this size; 0: whole
+    metrics: bool = True  # record Prometheus metrics and answer GET /metrics
+    log_format: str = "text"  # or "json"
 
     @property
     def chunk_bytes(self) -> int:
@@ -149,9 +154,10 @@ class Serving:
     @property
     def routes(self) -> str:
         """The routes this server answers, as its 404s (nginx's and the app's) name them."""
+        metrics = ", and /metrics" if self.metrics else ""
         if self.multi_model:
-            return "/ping, /models, /models/<name>, /models/<name>/invoke and /execution-parameters"
-        return "/ping, /invocations and /execution-parameters"
+            return f"/ping, /models, /models/<name>, /models/<name>/invoke and /execution-parameters{metrics}"
+        return f"/ping, /invocations and /execution-parameters{metrics}"
 
 
 def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -194,6 +200,18 @@ def log_level(env: dict[str, str] | None = None) -> int:
     if not isinstance(level, int):
         raise SettingsError(f"{LOG_LEVEL}={raw!r} is not a log level (DEBUG, INFO, WARNING, ERROR)")
     return level
+
+
+def log_format(env: dict[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    raw = env.get(LOG_FORMAT, "").strip().lower() or LOG_FORMATS[0]
+    if raw not in LOG_FORMATS:
+        raise SettingsError(f"{LOG_FORMAT}={raw!r}: use {' or '.join(LOG_FORMATS)}")
+    return raw
+
+
+def metrics_enabled(env: dict[str, str] | None = None) -> bool:
+    return _bool(os.environ if env is None else env, METRICS, default=True)
 
 
 def thread_environment(threads: int, env: dict[str, str] | None = None) -> dict[str, str]:
@@ -239,6 +257,8 @@ def serving(env: dict[str, str] | None = None) -> Serving:
         log_level=log_level(env),
         preload=_bool(env, PRELOAD, default=True),
         multi_model=_bool(env, MULTI_MODEL),
+        metrics=metrics_enabled(env),
+        log_format=log_format(env),
     )
 
 

@@ -17,6 +17,7 @@ import joblib
 import numpy as np
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from support import PAYLOAD, REPO, copy_test_dir, free_port, require, wait_until
 
@@ -115,7 +116,7 @@ def normalised(name: str) -> str:
 def test_every_package_in_the_image_is_pinned_exactly_in_requirements(image):
     """What pip pulls in unasked (a dependency of a dependency) could change with each rebuild."""
     lines = (REPO / "requirements.txt").read_text().splitlines()
-    pinned = {normalised(m[1]): m[2] for m in map(PINNED.match, map(str.strip, lines)) if m}
+    pinned = {normalised(m[1]): m[2] for m in (PINNED.match(line.split("#")[0].strip()) for line in lines) if m}
     listing = docker("run", "--rm", "--network", "host", "--entrypoint", "python", image, "-c", LIST_PACKAGES)
     installed = dict(line.split() for line in listing.stdout.splitlines())
     assert {normalised(name): version for name, version in installed.items()} == pinned
@@ -219,6 +220,34 @@ def test_serve_runs_with_read_only_root_file_system(image, containers, container
                            headers={"Content-Type": "text/csv"}, timeout=30)
     assert answer.status_code == 200
     assert len(answer.text.splitlines()) == len(PAYLOAD.read_text().splitlines())
+
+
+def test_the_image_answers_metrics_and_logs_json_with_inference_ids(image, containers, container_trained_dir):
+    """As SageMaker's detailed observability scrapes it, on a read-only root file system."""
+    port = free_port()
+    container = containers(image, "serve", container_trained_dir, "--read-only", "--tmpfs", "/tmp",
+                           env={"SAGEMAKER_BIND_TO_PORT": port, "SAGEMAKER_CONTAINER_LOG_FORMAT": "json"})
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, container)
+    for i in range(3):
+        answer = requests.post(f"{url}/invocations", data=PAYLOAD.read_bytes(), timeout=30,
+                               headers={"Content-Type": "text/csv", "X-Amzn-SageMaker-Inference-Id": f"ok-{i}"})
+        assert answer.status_code == 200
+    assert requests.post(f"{url}/invocations", data=b"1,2\n", headers={"Content-Type": "text/csv"},
+                         timeout=30).status_code == 400
+
+    answer = requests.get(f"{url}/metrics", timeout=2)
+    assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/plain")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(answer.text) for s in family.samples}
+    counted = {dict(labels)["status"]: v for (name, labels), v in samples.items()
+               if name == "sagemaker_byo_requests_total" and dict(labels)["route"] == "/invocations"}
+    assert counted == {"200": 3, "400": 1}
+    assert samples[("sagemaker_byo_rows_answered_total", ())] == 3 * len(PAYLOAD.read_text().splitlines())
+
+    entries = [json.loads(line) for line in container.logs().splitlines() if line.strip()]
+    ids = {e.get("inference_id") for e in entries if e["logger"] == "nginx.access"}
+    assert {"ok-0", "ok-1", "ok-2"} <= ids
 
 
 def test_local_test_scripts_train_serve_and_predict(image, tmp_path):

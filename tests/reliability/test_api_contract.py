@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from support import REPO, Server, copy_test_dir, have_nginx, require
 
@@ -39,7 +40,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 
 SPEC = REPO / "docs" / "openapi.yaml"
 MULTI_MODEL_SPEC = REPO / "docs" / "openapi-multimodel.yaml"
-ROUTES = {"/ping": "get", "/invocations": "post", "/execution-parameters": "get"}
+ROUTES = {"/ping": "get", "/invocations": "post", "/execution-parameters": "get", "/metrics": "get"}
 EXAMPLES_PER_OPERATION = 40  # x 4 (operation, mode) pairs below: 160 requests, a few seconds
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
@@ -117,7 +118,7 @@ def npy(array: np.ndarray) -> bytes:
 
 # -- the description itself ------------------------------------------------------------------
 
-def test_the_description_is_openapi_3_with_the_three_routes(spec: dict, api_schema):
+def test_the_description_is_openapi_3_with_the_four_routes(spec: dict, api_schema):
     assert spec["openapi"].startswith("3.")
     assert {path: set(item) for path, item in spec["paths"].items()} == {
         path: {method} for path, method in ROUTES.items()
@@ -161,6 +162,7 @@ def test_the_multi_model_description_documents_the_contracts_routes_and_statuses
 
 # Negative cases (values that break the description) only where there is something to break.
 GENERATED = [("/ping", GenerationMode.POSITIVE), ("/execution-parameters", GenerationMode.POSITIVE),
+             ("/metrics", GenerationMode.POSITIVE),
              ("/invocations", GenerationMode.POSITIVE), ("/invocations", GenerationMode.NEGATIVE)]
 
 
@@ -257,6 +259,19 @@ def test_ping_and_execution_parameters_match_the_description(spec: dict, server:
     assert body == {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
 
 
+def test_metrics_match_the_description_and_parse_as_prometheus_text(spec: dict, server: Server, serve):
+    response = requests.get(f"{server.url}/metrics", timeout=2)
+    assert response.status_code == 200
+    assert_documented(spec, "/metrics", "get", response)
+    names = {family.name for family in text_string_to_metric_families(response.text)}
+    assert "sagemaker_byo_requests" in names
+    off = serve(base_dir=server.base_dir, env={"MODEL_SERVER_METRICS": "false"})
+    response = requests.get(f"{off.url}/metrics", timeout=2)
+    assert response.status_code == 404
+    assert_documented(spec, "/metrics", "get", response)
+    assert_error_line(response)
+
+
 def test_a_server_without_a_model_answers_503_as_documented(spec: dict, serve, tmp_path: Path):
     server = serve(base_dir=copy_test_dir(tmp_path / "ml"), wait_ready=False)  # model/ is empty
     server.wait_for_ping(503)
@@ -293,7 +308,7 @@ def test_requests_nginx_refuses_get_400_as_one_text_line(server: Server, path: s
 @pytest.mark.parametrize(("method", "path"), [
     ("GET", "/invocations"), ("PUT", "/invocations"), ("DELETE", "/invocations"),
     ("POST", "/execution-parameters"),
-    ("POST", "/ping"), ("DELETE", "/ping"),
+    ("POST", "/ping"), ("DELETE", "/ping"), ("POST", "/metrics"), ("PUT", "/metrics"),
 ])
 def test_undocumented_methods_answer_405(spec: dict, server: Server, method: str, path: str):
     assert method.lower() not in spec["paths"][path]

@@ -60,6 +60,8 @@ def test_serving_defaults():
     assert config.inference_output == "predictions"
     assert config.log_level == logging.INFO
     assert config.preload is True
+    assert config.metrics is True
+    assert config.log_format == "text"
 
 
 @pytest.mark.parametrize(("env", "field", "expected"), [
@@ -81,6 +83,10 @@ def test_serving_defaults():
     ({"MODEL_SERVER_PRELOAD": "false"}, "preload", False),
     ({"MODEL_SERVER_PRELOAD": "off"}, "preload", False),
     ({"MODEL_SERVER_PRELOAD": "yes"}, "preload", True),
+    ({"MODEL_SERVER_METRICS": "false"}, "metrics", False),
+    ({"MODEL_SERVER_METRICS": "true"}, "metrics", True),
+    ({"SAGEMAKER_CONTAINER_LOG_FORMAT": "JSON"}, "log_format", "json"),
+    ({"SAGEMAKER_CONTAINER_LOG_FORMAT": " text "}, "log_format", "text"),
 ])
 def test_serving_reads_each_variable(env, field, expected):
     assert getattr(serving(env), field) == expected
@@ -100,6 +106,8 @@ def test_serving_reads_each_variable(env, field, expected):
     ({"MODEL_SERVER_PRELOAD": "2"}, "MODEL_SERVER_PRELOAD='2' is not true or false"),
     ({"SAGEMAKER_INFERENCE_OUTPUT": "labels"}, "SAGEMAKER_INFERENCE_OUTPUT='labels'"),
     ({"SAGEMAKER_CONTAINER_LOG_LEVEL": "verbose"}, "SAGEMAKER_CONTAINER_LOG_LEVEL='verbose' is not a log level"),
+    ({"MODEL_SERVER_METRICS": "sometimes"}, "MODEL_SERVER_METRICS='sometimes' is not true or false"),
+    ({"SAGEMAKER_CONTAINER_LOG_FORMAT": "logfmt"}, "SAGEMAKER_CONTAINER_LOG_FORMAT='logfmt': use text or json"),
 ])
 def test_unusable_value_is_a_settings_error_naming_the_variable(env, message):
     with pytest.raises(SettingsError) as raised:

@@ -2,20 +2,21 @@
 
 `create_app` loads the model and serves /ping, /invocations and /execution-parameters (and the
 multi-model routes of multimodel/routes.py when the endpoint is one), with one handler that
-turns an `HTTPError` into a short text answer. What a request does is pipeline.py's.
+turns an `HTTPError` into a short text answer. What a request does is pipeline.py's. Every
+request is counted and timed (metrics.py), and the lines it logs carry its inference id (logs.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from .. import settings
 from ..errors import HTTPError, PayloadTooLarge, quoted
+from . import logs, metrics
 from .pipeline import Hooks, LoadedModel, answer_whole, begin, invoke_in_chunks, load_model, streams
 
 log = logging.getLogger("serve")
@@ -24,20 +25,12 @@ def _text(message: str, status: int) -> Response:
     return Response(message + "\n", status=status, mimetype="text/plain")
 
 
-def configure_logging(level: int) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(level)
-
-
 def create_app(hooks: Hooks, config: settings.Serving | None = None,
                paths: settings.Paths | None = None) -> Flask:
     config = config or settings.serving()
     paths = paths or settings.paths()
-    configure_logging(config.log_level)
+    logs.configure(config.log_level, config.log_format)
+    record = metrics.recorder()
     if config.default_accept not in hooks.accept_types:
         raise settings.SettingsError(
             f"{settings.DEFAULT_ACCEPT}={config.default_accept!r} is not one of {', '.join(hooks.accept_types)}"
@@ -48,11 +41,13 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
         loaded = load_model(hooks, paths.model, threads=config.threads)
         if not loaded.ready:
             log.error("/ping will answer 503 and /invocations refuse until a loadable model is in %s", paths.model)
+        record.model_state(loaded.ready)
 
     app = Flask("sagemaker_byo")
     app.url_map.merge_slashes = False  # "/models//invoke" is no route, not a redirect to another
     app.config["MAX_CONTENT_LENGTH"] = None  # the limit is ours, with our message
     app.extensions["sagemaker_model"] = loaded
+    app.wsgi_app = metrics.instrument(app.wsgi_app, record)
 
     @app.get("/ping")
     def ping() -> Response:
@@ -68,7 +63,7 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
             raise PayloadTooLarge(f"the body is larger than the limit of {config.max_payload_mb} MB")
         environ = current.environ  # the WSGI names of Content-Type, Accept and the custom attributes
         invocation = begin(hooks, loaded, environ.get("CONTENT_TYPE"), environ.get("HTTP_ACCEPT"), config,
-                           environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"))
+                           environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"), logs.inference_id(environ))
         if streams(invocation, length, config):
             answers = invoke_in_chunks(hooks, loaded, current.stream, length, invocation, config)
             return Response(iter(answers), status=200, content_type=invocation.accept,
@@ -89,11 +84,22 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
         from .multimodel import routes
         routes.add_routes(app, hooks, config)
 
+    @app.get("/metrics")
+    def scrape() -> Response:
+        # Behind nginx, serve's own scrape server answers /metrics (it never waits for a busy
+        # worker); this route answers when gunicorn binds the port itself (serve --no-nginx).
+        if not config.metrics:
+            return _text(f"metrics are turned off ({settings.METRICS}=false)", 404)
+        models = app.extensions["sagemaker_models"].registry if config.multi_model else None
+        return Response(metrics.exposition(record.folder, models), status=200,
+                        content_type=metrics.CONTENT_TYPE)
+
     @app.errorhandler(HTTPError)
     def http_error(error: HTTPError) -> Response:
         # nginx logs successful invocations; a refused one is logged here, once, with its reason.
         level = logging.ERROR if error.status >= 500 else logging.WARNING
-        log.log(level, "%s %s -> %d: %s", request.method, request.path, error.status, error.message)
+        log.log(level, "%s %s -> %d: %s", request.method, request.path, error.status, error.message,
+                extra=logs.outcome(error.status))
         return _text(error.message, error.status)
 
     @app.errorhandler(WerkzeugHTTPException)
@@ -106,7 +112,7 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        log.exception("unexpected error on %s %s", request.method, request.path, extra=logs.outcome(500))
         return _text("internal error in the inference code; the server log has the details", 500)
 
     return app

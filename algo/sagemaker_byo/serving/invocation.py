@@ -32,6 +32,9 @@ class Invocation:
     # A large CSV or JSON Lines body reaches the hooks in chunks of whole lines: the index of this
     # chunk's first row in the body (0 for a body in one piece).
     first_row: int = 0
+    # SageMaker's X-Amzn-SageMaker-Inference-Id, or the request id nginx gave a request without
+    # one; None outside a request (an app built alone). The server's log lines carry it too.
+    inference_id: str | None = None
 
     @property
     def wants_probabilities(self) -> bool:

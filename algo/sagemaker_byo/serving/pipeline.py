@@ -25,7 +25,7 @@ from typing import Any
 from .. import contract as contracts
 from .. import resources, settings
 from ..errors import BadRequest, HookError, HTTPError, ModelNotReady, PayloadTooLarge, missing_library
-from . import encoders, estimators, media, streaming
+from . import encoders, estimators, media, metrics, streaming
 from . import invocation as invocations
 from .invocation import Invocation
 
@@ -65,6 +65,7 @@ def load_model(hooks: Hooks, model_dir: Path, threads: int | None = None) -> Loa
         missing = missing_library(error)
         reason = f"model_fn needs a library: {missing}" if missing else f"{type(error).__name__}: {error}"
         log.exception("could not load the model from %s: %s", model_dir, reason)
+        metrics.recorder().model_load(time.monotonic() - started, ready=False)
         return LoadedModel(error=reason)
     log.info("model loaded from %s in %.2fs", model_dir, time.monotonic() - started)
     if threads is not None:
@@ -76,6 +77,7 @@ def load_model(hooks: Hooks, model_dir: Path, threads: int | None = None) -> Loa
         estimators.memoize_introspection(model)
     except Exception as error:  # noqa: BLE001 - only a speed-up: serve the model as it is
         log.warning("serving the model without memoized scikit-learn tags (%s: %s)", type(error).__name__, error)
+    metrics.recorder().model_load(time.monotonic() - started, ready=True)
     return LoadedModel(model=model, contract=contract)
 
 
@@ -127,24 +129,29 @@ def _short(error: Exception) -> str:
 
 
 def begin(hooks: Hooks, loaded: LoadedModel, content_type: str | None, accept: str | None,
-          config: settings.Serving, custom_attributes: str | None = None) -> Invocation:
+          config: settings.Serving, custom_attributes: str | None = None,
+          inference_id: str | None = None) -> Invocation:
     """What a request asks for, before its body is read: the invocation the hooks get."""
     if not loaded.ready:
         raise ModelNotReady("the model is not loaded; the server log says why")
     answer_type = media.negotiate(accept, hooks.accept_types, config.default_accept)
     attributes = invocations.custom_attributes(custom_attributes)
     return Invocation(content_type or "text/csv", answer_type, attributes,
-                      invocations.requested_output(attributes, config.inference_output), loaded.contract)
+                      invocations.requested_output(attributes, config.inference_output), loaded.contract,
+                      inference_id=inference_id)
 
 
 def answer(hooks: Hooks, loaded: LoadedModel, body: bytes, invocation: Invocation) -> tuple[bytes, int | None]:
     """input_fn -> predict_fn -> output_fn over one body (or one chunk of a large one): the answer
     and how many rows it answers (None when input_fn gave something without a length)."""
+    clock = time.perf_counter
+    started = clock()
     try:
         data = hooks.input_fn(body, invocation.content_type, invocation)
     except ValueError as error:  # input_fn owns decoding: a body it cannot read is the client's
         raise BadRequest(f"the body cannot be read: {_short(error)}") from None
     rows = invocations.count(data)
+    decoded = clock()
     try:
         # scikit-learn's own finite check stays on: `conform` cannot make it redundant (a number
         # finite as float64 overflows the float32 a tree casts to, or a scaler's output).
@@ -152,8 +159,10 @@ def answer(hooks: Hooks, loaded: LoadedModel, body: bytes, invocation: Invocatio
     except ValueError as error:  # scikit-learn's word for input it cannot use
         raise BadRequest(f"the model cannot use this input: {_short(error)}") from None
     _check_count("predict_fn", rows, invocations.count(prediction))
+    predicted = clock()
     output = hooks.output_fn(prediction, invocation.accept, invocation)
     output = output.encode() if isinstance(output, str) else output
+    metrics.recorder().stages_timed(decoded - started, predicted - decoded, clock() - predicted)
     if rows is not None:
         _check_count("output_fn", rows, encoders.count(output, invocation.accept))
     return output, rows
@@ -161,9 +170,9 @@ def answer(hooks: Hooks, loaded: LoadedModel, body: bytes, invocation: Invocatio
 
 def invoke(hooks: Hooks, loaded: LoadedModel, body: bytes, content_type: str | None,
            accept: str | None, config: settings.Serving, custom_attributes: str | None = None,
-           ) -> tuple[bytes, str]:
+           inference_id: str | None = None) -> tuple[bytes, str]:
     """One /invocations request: the response body and its media type, or an HTTPError."""
-    invocation = begin(hooks, loaded, content_type, accept, config, custom_attributes)
+    invocation = begin(hooks, loaded, content_type, accept, config, custom_attributes, inference_id)
     return answer_whole(hooks, loaded, body, invocation, config), invocation.accept
 
 
@@ -174,7 +183,8 @@ def answer_whole(hooks: Hooks, loaded: LoadedModel, body: bytes, invocation: Inv
         raise PayloadTooLarge(f"the body is larger than the limit of {config.max_payload_mb} MB")
     if not body:
         raise BadRequest("the request body is empty; send one or more rows")
-    output, _rows = answer(hooks, loaded, body, invocation)
+    output, rows = answer(hooks, loaded, body, invocation)
+    metrics.recorder().answered(rows)
     return output
 
 
@@ -215,6 +225,9 @@ def invoke_in_chunks(hooks: Hooks, loaded: LoadedModel, stream, length: int, inv
         answers.close()
         raise
     log.info("answered a body of %d bytes in chunks of %d MB: %d rows", length, config.chunk_mb, first_row)
+    record = metrics.recorder()
+    record.chunked_body()
+    record.answered(first_row if counted else None)
     return answers
 
 

@@ -8,6 +8,9 @@
   container.
 - `serve` itself killed outright (SIGKILL): the kernel tells nginx and gunicorn (their parent-death
   signal), and they stop instead of outliving it.
+- Metrics: each start gets a fresh, empty folder for prometheus_client's multiprocess files
+  (PROMETHEUS_MULTIPROC_DIR, given to gunicorn), and a thread here answers GET /metrics from it
+  behind nginx (metrics.ScrapeServer), so a scrape never waits for a busy worker.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from .. import resources, settings
+from . import logs
 from .multimodel import registry
 
 log = logging.getLogger("serve")
@@ -48,6 +53,8 @@ def render_nginx_conf(config: settings.Serving, runtime_dir: Path, socket: Path,
         "timeout": str(config.timeout),
         "multi_model": registry.nginx_locations(runtime_dir) if config.multi_model else "",
         "routes": config.routes,
+        "metrics": metrics_location(runtime_dir, config.metrics),
+        "access_log_format": logs.nginx_log_format(config.log_format),
     }
     text = template.read_text()
     for name, value in values.items():
@@ -55,6 +62,56 @@ def render_nginx_conf(config: settings.Serving, runtime_dir: Path, socket: Path,
     if "{{" in text:
         raise ValueError(f"{template} has a placeholder serve does not fill: {text[text.index('{{'):][:40]}")
     return text
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name for its folder
+
+
+def fresh_metrics_folder(runtime_dir: Path) -> Path:
+    """An empty metrics folder: counts start at zero with each start of the server."""
+    folder = metrics_folder(runtime_dir)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+NGINX_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO, "warn": logging.WARNING,
+                "error": logging.ERROR, "crit": logging.CRITICAL, "alert": logging.CRITICAL,
+                "emerg": logging.CRITICAL}
+
+
+def relay_lines(stream, logger: logging.Logger) -> None:
+    """A child's stderr, line by line, into our log (nginx's `2026/01/01 00:00:00 [warn] 7#7: ...`
+    at its own level)."""
+    with stream:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            level = logging.WARNING
+            start, end = line.find(" ["), line.find("] ")
+            if 0 <= start < end:
+                level = NGINX_LEVELS.get(line[start + 2:end], logging.WARNING)
+                line = line[end + 2:]
+            logger.log(level, "%s", line)
+
+
+def metrics_socket(runtime_dir: Path) -> Path:
+    return Path(runtime_dir) / "metrics.sock"
+
+
+def metrics_folder(runtime_dir: Path) -> Path:
+    return Path(runtime_dir) / "metrics"
+
+
+def metrics_location(runtime_dir: Path, enabled: bool) -> str:
+    """/metrics for nginx.conf: to serve's scrape server, or a 404 saying it is turned off."""
+    if not enabled:
+        return f'location = /metrics {{ return 404 "metrics are turned off ({settings.METRICS}=false)\\n"; }}'
+    return f"""location = /metrics {{
+            if ($request_method !~ ^(GET|HEAD)$) {{ return 405 "only GET is allowed on /metrics\\n"; }}
+            proxy_pass http://unix:{metrics_socket(runtime_dir)}:;
+        }}"""
 
 
 def ping_status(path: Path, timeout: float) -> int:
@@ -118,26 +175,48 @@ class Supervisor:
         self.failed: str | None = None
 
     # -- starting -----------------------------------------------------------------------
-    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> int:
+    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None,
+               relay_stderr: bool = False) -> int:
         # Each child leads its own process group, so stopping it takes its workers along.
         process = subprocess.Popen(command, cwd=ALGO_DIR, env=env, start_new_session=True,
+                                   stderr=subprocess.PIPE if relay_stderr else None,
                                    preexec_fn=on_parent_death(PARENT_DEATH_SIGNAL[name], os.getpid()))
         self.children[process.pid] = name
         log.info("started %s (pid %d)", name, process.pid)
+        if relay_stderr:
+            threading.Thread(target=relay_lines, args=(process.stderr, logging.getLogger(f"{name}.error")),
+                             name=f"{name}-stderr", daemon=True).start()
         return process.pid
 
     def start_gunicorn(self) -> int:
         bind = f"unix:{self.socket}" if self.use_nginx else f"0.0.0.0:{self.config.port}"
+        env = {**settings.server_environment(threads=self.config.threads),
+               settings.RUNTIME_DIR: str(self.runtime_dir)}  # where the workers find the model registry
+        env.pop(MULTIPROC_ENV, None)  # prometheus_client's folder is this start's own, or none
+        if self.config.metrics:
+            env[MULTIPROC_ENV] = str(fresh_metrics_folder(self.runtime_dir))
         return self._spawn("gunicorn", [
             sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF),
             "--bind", bind, "--chdir", str(ALGO_DIR), "wsgi:app",
-        ], env={**settings.server_environment(threads=self.config.threads),
-                settings.RUNTIME_DIR: str(self.runtime_dir)})  # where the workers find the model registry
+        ], env=env)
+
+    def start_scrape_server(self) -> None:
+        """GET /metrics for nginx, from this process (imported now: prometheus_client costs serve
+        tens of milliseconds, spent while gunicorn loads the model). A failure costs the metrics,
+        never the endpoint."""
+        try:
+            from . import metrics
+            models = registry.Registry(registry.registry_dir(self.runtime_dir)) if self.config.multi_model else None
+            metrics.ScrapeServer(metrics_folder(self.runtime_dir), metrics_socket(self.runtime_dir), models).start()
+        except Exception:  # noqa: BLE001 - logged; nginx then answers /metrics 502
+            log.exception("could not start the metrics server; /metrics will fail")
 
     def start_nginx(self, model_ready: bool) -> int:
         conf = self.runtime_dir / "nginx.conf"
         conf.write_text(render_nginx_conf(self.config, self.runtime_dir, self.socket, model_ready=model_ready))
-        return self._spawn("nginx", ["nginx", "-e", "stderr", "-p", str(self.runtime_dir), "-c", str(conf)])
+        # In the JSON log format, nginx's error lines (its own text) come through our log as JSON.
+        return self._spawn("nginx", ["nginx", "-e", "stderr", "-p", str(self.runtime_dir), "-c", str(conf)],
+                           relay_stderr=self.config.log_format == logs.JSON)
 
     def model_ready(self, gunicorn: int) -> bool:
         """Ask the app's /ping through the socket: True once a worker answers 200, False on 503
@@ -218,6 +297,8 @@ class Supervisor:
         if self.config.multi_model:
             registry.start_list_server(self.runtime_dir)  # GET /models, even while every worker is busy
         gunicorn = self.start_gunicorn()
+        if self.use_nginx and self.config.metrics:
+            self.start_scrape_server()
         if self.use_nginx and self.wait_for_socket(gunicorn):
             ready = self.model_ready(gunicorn)
             if not self.failed and not self.stopping:
@@ -275,8 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         help="let gunicorn bind the port itself (host runs and development; the image always uses nginx)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=settings.log_level(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        log_format = settings.log_format()
+    except settings.SettingsError:
+        log_format = logs.TEXT  # and settings.serving() below names the mistake
+    logs.configure(settings.log_level(), log_format)
     try:
         config = settings.serving()
     except settings.SettingsError as error:

@@ -431,9 +431,12 @@ def test_body_at_the_limit_is_served(make_client, make_config):
     assert response.data.count(b"\n") == MB // 16
 
 
+NO_ROUTE = "no such route; this server answers /ping, /invocations and /execution-parameters, and /metrics\n"
+
+
 @pytest.mark.parametrize(("method", "path", "status", "message"), [
-    ("get", "/nowhere", 404, "no such route; this server answers /ping, /invocations and /execution-parameters\n"),
-    ("post", "/predict", 404, "no such route; this server answers /ping, /invocations and /execution-parameters\n"),
+    ("get", "/nowhere", 404, NO_ROUTE),
+    ("post", "/predict", 404, NO_ROUTE),
     ("get", "/invocations", 405, "GET is not allowed on '/invocations'\n"),
     ("post", "/ping", 405, "POST is not allowed on '/ping'\n"),
     ("delete", "/invocations", 405, "DELETE is not allowed on '/invocations'\n"),

@@ -54,6 +54,22 @@ def test_body_buffer_is_at_most_1_mb(tmp_path, mb, kb):
     assert f"client_body_buffer_size {kb}k;" in render(tmp_path, SAGEMAKER_MAX_PAYLOAD_IN_MB=mb)
 
 
+def test_metrics_go_to_serves_scrape_server_or_answer_404_when_turned_off(tmp_path):
+    on = render(tmp_path)
+    assert f"proxy_pass http://unix:{tmp_path / 'run' / 'metrics.sock'}:;" in on
+    off = render(tmp_path, MODEL_SERVER_METRICS="false")
+    assert "metrics.sock" not in off
+    assert 'location = /metrics { return 404 "metrics are turned off (MODEL_SERVER_METRICS=false)\\n"; }' in off
+
+
+def test_the_inference_id_reaches_the_app_and_the_access_line_in_the_chosen_format(tmp_path):
+    text = render(tmp_path)
+    assert "proxy_set_header X-Amzn-SageMaker-Inference-Id $inference_id;" in text
+    assert re.search(r"log_format sagemaker '.*inference_id=\$inference_id';", text)
+    as_json = render(tmp_path, SAGEMAKER_CONTAINER_LOG_FORMAT="json")
+    assert re.search(r"""log_format sagemaker escape=json '\{"time":.*"inference_id":"\$inference_id".*\}';""", as_json)
+
+
 def test_a_placeholder_serve_does_not_know_is_an_error(tmp_path):
     template = tmp_path / "nginx.conf"
     template.write_text("listen {{port}};\nworker_rlimit_nofile {{files}};\n")

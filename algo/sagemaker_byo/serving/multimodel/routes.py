@@ -31,8 +31,8 @@ from pathlib import Path
 from flask import Flask, Response, request
 
 from ... import resources, settings
-from ...errors import BadRequest, InsufficientStorage, ModelNotReady, NotFound, PayloadTooLarge, quoted
-from .. import pipeline
+from ...errors import BadRequest, HTTPError, InsufficientStorage, ModelNotReady, NotFound, PayloadTooLarge, quoted
+from .. import logs, metrics, pipeline
 from . import registry as registries
 from .registry import Entry, Registry
 
@@ -262,6 +262,10 @@ def import_catalogue() -> None:
         log.info("not importing the catalogue before forking (%s: %s)", type(error).__name__, error)
 
 
+# The outcome label of a load (POST /models), by the status it was refused with.
+LOAD_OUTCOMES = {507: "insufficient_memory", 409: "conflict", 404: "not_found"}
+
+
 def add_routes(app: Flask, hooks: pipeline.Hooks, config: settings.Serving, registry: Registry | None = None) -> None:
     registry = registry or registry_for()
     import_catalogue()
@@ -281,7 +285,12 @@ def add_routes(app: Flask, hooks: pipeline.Hooks, config: settings.Serving, regi
         url = body.get("url")
         if not isinstance(url, str) or not url:
             raise BadRequest("url must be the path of the model's folder")
-        entry = models.load(name, url)
+        try:
+            entry = models.load(name, url)
+        except HTTPError as error:
+            metrics.recorder().load_outcome(LOAD_OUTCOMES.get(error.status, "failed"))
+            raise
+        metrics.recorder().load_outcome("loaded")
         return _json({"status": f"model {quoted(name)} loaded", **entry.listed()})
 
     @app.get("/models")
@@ -295,6 +304,7 @@ def add_routes(app: Flask, hooks: pipeline.Hooks, config: settings.Serving, regi
     @app.delete("/models/<name>")
     def unload_model(name: str) -> Response:
         entry = models.unload(registries.check_name(name))
+        metrics.recorder().unloaded()
         return _json({"status": f"model {quoted(name)} unloaded", **entry.listed()})
 
     @app.post("/models/<name>/invoke")
@@ -308,5 +318,6 @@ def add_routes(app: Flask, hooks: pipeline.Hooks, config: settings.Serving, regi
         body, answer_type = pipeline.invoke(
             hooks, loaded, current.get_data(cache=False), environ.get("CONTENT_TYPE"),
             environ.get("HTTP_ACCEPT"), config, environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"),
+            logs.inference_id(environ),
         )
         return Response(body, status=200, content_type=answer_type)
