@@ -2,18 +2,25 @@
 `algo/serve` as subprocesses, and `require`, which skips a tier that cannot run here or fails it
 where every tier must run (REQUIRE_ALL_TIERS=1, as CI sets).
 
+The plumbing's tests never touch what a fork edits (`algo/algorithm.py`, `algo/predictor.py`,
+`local_test/`): they train and serve `plumbing_algo()`, a copy of `algo/` with the tests' own
+`algorithm.py` and `predictor.py` (tests/fixture_fork/), on the tests' own job (`JOB`).
+
 Tests import these from `support`; the fixtures live in conftest.py (a module name pytest gives
 every conftest.py, so nothing should be imported from there).
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +30,27 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 ALGO = REPO / "algo"
-TEST_DIR = REPO / "local_test" / "test_dir"
-PAYLOAD = REPO / "local_test" / "payload.csv"
+FIXTURE_FORK = REPO / "tests" / "fixture_fork"  # the tests' algorithm.py, predictor.py, job and payload
+JOB = FIXTURE_FORK / "job"
+PAYLOAD = FIXTURE_FORK / "payload.csv"
 IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 
-sys.path.insert(0, str(ALGO))  # unit tests import the plumbing package and predictor directly
+# Unit tests import the plumbing package from algo/, and `predictor` from the tests' own fork.
+sys.path.insert(0, str(ALGO))
+sys.path.insert(0, str(FIXTURE_FORK))
+
+
+@functools.cache
+def plumbing_algo() -> Path:
+    """A copy of `algo/` with the tests' own `algorithm.py` and `predictor.py`: what the plumbing's
+    tests train and serve, made once per test process and removed at its exit."""
+    root = Path(tempfile.mkdtemp(prefix="plumbing-fork-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    algo = root / "algo"
+    shutil.copytree(ALGO, algo, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("algorithm.py", "predictor.py"):
+        shutil.copy(FIXTURE_FORK / name, algo / name)
+    return algo
 
 
 def require(condition: bool, what: str) -> None:
@@ -57,14 +80,10 @@ def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condi
 
 
 def copy_test_dir(destination: Path) -> Path:
-    """A fresh /opt/ml with the bundled iris job (config files and channels, no model)."""
-    shutil.copytree(TEST_DIR, destination, ignore=shutil.ignore_patterns(".gitkeep"))
+    """A fresh /opt/ml with the tests' iris job (config files and channels, no model)."""
+    shutil.copytree(JOB, destination)
     for sub in ("model", "output"):
-        for child in (destination / sub).iterdir():
-            if child.is_dir():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+        (destination / sub).mkdir(exist_ok=True)
     return destination
 
 
@@ -78,7 +97,7 @@ def host_env(base_dir: Path, **extra: str) -> dict[str, str]:
 
 def run_train(base_dir: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(ALGO / "train")], env=host_env(base_dir, **env), capture_output=True, text=True,
+        [str(plumbing_algo() / "train")], env=host_env(base_dir, **env), capture_output=True, text=True,
         timeout=timeout,
     )
 
@@ -93,7 +112,7 @@ class Server:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
-    algo: Path = ALGO  # a fork's copy of algo/ serves its own `serve`
+    algo: Path = field(default_factory=plumbing_algo)  # a fork's copy of algo/ serves its own `serve`
 
     @property
     def url(self) -> str:

@@ -26,12 +26,12 @@ import joblib
 import numpy as np
 import pytest
 
-from support import ALGO, TEST_DIR, copy_test_dir, host_env, run_train, wait_until
+from support import JOB, copy_test_dir, host_env, plumbing_algo, run_train, wait_until
 
 TRAIN_METRIC = re.compile(r"train:accuracy=([0-9\.]+);")
 VALIDATION_METRIC = re.compile(r"validation:accuracy=([0-9\.]+);")
 IRIS_CLASSES = ["setosa", "versicolor", "virginica"]
-IRIS_TRAINING = (TEST_DIR / "input" / "data" / "training" / "iris.csv").read_text()
+IRIS_TRAINING = (JOB / "input" / "data" / "training" / "iris.csv").read_text()
 IRIS_ROWS = IRIS_TRAINING.splitlines()  # 120 rows: label, then four features
 FAILURE_REASON_LIMIT = 1024
 
@@ -406,7 +406,7 @@ def test_sigterm_during_a_long_fit_stops_promptly_with_143_and_no_model(base_dir
     write_json(config(base_dir, "hyperparameters.json"), {})  # a fully grown tree: a long fit
     log_path = base_dir.parent / "train.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([str(ALGO / "train")], env=host_env(base_dir),
+        process = subprocess.Popen([str(plumbing_algo() / "train")], env=host_env(base_dir),
                                    stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_until(lambda: "fit started" in log_path.read_text() or process.poll() is not None,

@@ -23,8 +23,9 @@ from sagemaker_byo.training.channels import (
     read_table,
     split_target,
 )
+from support import JOB
 
-IRIS_CHANNEL = Path(__file__).resolve().parents[3] / "local_test/test_dir/input/data/training"
+IRIS_CHANNEL = JOB / "input" / "data" / "training"
 
 
 def channel(tmp_path: Path, files: dict[str, bytes]) -> Path:
