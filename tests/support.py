@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import importlib.util
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import requests
@@ -33,6 +35,9 @@ ALGO = REPO / "algo"
 FIXTURE_FORK = REPO / "tests" / "fixture_fork"  # the tests' algorithm.py, predictor.py, job and payload
 JOB = FIXTURE_FORK / "job"
 PAYLOAD = FIXTURE_FORK / "payload.csv"
+# The bundled sample, which only tests/sample/ reads: a fork changes it.
+SAMPLE_JOB = REPO / "local_test" / "test_dir"
+SAMPLE_PAYLOAD = REPO / "local_test" / "payload.csv"
 IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 
 # Unit tests import the plumbing package from algo/, and `predictor` from the tests' own fork.
@@ -51,6 +56,16 @@ def plumbing_algo() -> Path:
     for name in ("algorithm.py", "predictor.py"):
         shutil.copy(FIXTURE_FORK / name, algo / name)
     return algo
+
+
+def import_sample(name: str) -> ModuleType:
+    """The fork's own `algo/<name>.py` (only tests/sample/ does this), registered as module `name`
+    so its models pickle; `import name` would find the tests' copy in tests/fixture_fork/."""
+    spec = importlib.util.spec_from_file_location(name, ALGO / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def require(condition: bool, what: str) -> None:
@@ -79,11 +94,16 @@ def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condi
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def copy_test_dir(destination: Path) -> Path:
-    """A fresh /opt/ml with the tests' iris job (config files and channels, no model)."""
-    shutil.copytree(JOB, destination)
+def copy_test_dir(destination: Path, job: Path = JOB) -> Path:
+    """A fresh /opt/ml with the tests' iris job (or `job`: config files and channels, no model)."""
+    shutil.copytree(job, destination, ignore=shutil.ignore_patterns(".gitkeep"))
     for sub in ("model", "output"):
         (destination / sub).mkdir(exist_ok=True)
+        for child in (destination / sub).iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
     return destination
 
 
@@ -95,9 +115,11 @@ def host_env(base_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_train(base_dir: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+def run_train(base_dir: Path, timeout: float = 120, algo: Path | None = None,
+              **env: str) -> subprocess.CompletedProcess:
+    """The real `train` of the tests' fork (or of `algo`) against `base_dir` as /opt/ml."""
     return subprocess.run(
-        [str(plumbing_algo() / "train")], env=host_env(base_dir, **env), capture_output=True, text=True,
+        [str((algo or plumbing_algo()) / "train")], env=host_env(base_dir, **env), capture_output=True, text=True,
         timeout=timeout,
     )
 
