@@ -67,7 +67,12 @@ def main() -> None:
     parser.add_argument("name", help="the example's folder under examples/")
     parser.add_argument("repo", nargs="?", type=Path, default=EXAMPLES.parent,
                         help="the repository to change (default: this one)")
+    parser.add_argument("--tiers", action="store_true",
+                        help="print the test paths CI runs for this example, one a line, and change nothing")
     arguments = parser.parse_args()
+    if arguments.tiers:
+        print("\n".join(describe(arguments.name)["tiers"]))
+        return
     apply(arguments.name, arguments.repo.resolve())
     print(f"applied examples/{arguments.name} to {arguments.repo}", file=sys.stderr)
 
