@@ -68,6 +68,24 @@ def import_sample(name: str) -> ModuleType:
     return module
 
 
+NOT_IN_IMAGE = {".git", "tests", "bench", "docs", "examples", "local_test"}  # never in the build context
+
+
+def plumbing_image_context(destination: Path) -> Path:
+    """A Docker build context for the image the plumbing's tests run: the repository's Dockerfile
+    and the files beside it (requirements, system packages), with `plumbing_algo()` as `algo/`."""
+    destination.mkdir(parents=True)
+    for path in REPO.iterdir():
+        if path.name in NOT_IN_IMAGE or path.name.startswith(".venv") or path.name == "algo":
+            continue
+        if path.is_dir():
+            shutil.copytree(path, destination / path.name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(path, destination / path.name)
+    shutil.copytree(plumbing_algo(), destination / "algo")
+    return destination
+
+
 def require(condition: bool, what: str) -> None:
     """Skip a test whose tier cannot run here, or fail it where every tier must run (CI)."""
     if condition:

@@ -1,4 +1,6 @@
 """The built image, run as SageMaker runs it: `docker run IMAGE train` and `docker run IMAGE serve`.
+The image is the repository's Dockerfile with the tests' own fork as its program
+(support.plumbing_image_context), so a fork's algorithm, hooks and data change nothing here.
 
 Needs a Docker engine; containers use the host network (this machine has no bridge).
 """
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 import requests
 
-from support import PAYLOAD, REPO, copy_test_dir, free_port, require, wait_until
+from support import PAYLOAD, copy_test_dir, free_port, plumbing_image_context, require, wait_until
 
 IMAGE = os.environ.get("TEST_IMAGE", "sagemaker-byo:test")
 
@@ -34,10 +36,11 @@ def docker_available() -> bool:
 
 
 @pytest.fixture(scope="session")
-def image() -> str:
+def image(tmp_path_factory) -> str:
     require(docker_available(), "no Docker engine answers (`docker info` failed)")
+    context = plumbing_image_context(tmp_path_factory.mktemp("image") / "context")
     build = subprocess.run(
-        ["docker", "build", "--network", "host", "-t", IMAGE, str(REPO)],
+        ["docker", "build", "--network", "host", "-t", IMAGE, str(context)],
         capture_output=True, text=True, timeout=900,
     )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
@@ -194,36 +197,6 @@ def test_serve_runs_with_read_only_root_file_system(image, containers, container
                            headers={"Content-Type": "text/csv"}, timeout=30)
     assert answer.status_code == 200
     assert len(answer.text.splitlines()) == len(PAYLOAD.read_text().splitlines())
-
-
-def test_local_test_scripts_train_serve_and_predict(image, tmp_path):
-    """The README's local flow: train_local.sh, serve_local.sh and predict.sh against the image."""
-    scripts = REPO / "local_test"
-    train = subprocess.run([str(scripts / "train_local.sh"), image], capture_output=True, text=True, timeout=300)
-    assert train.returncode == 0, train.stderr
-    assert (scripts / "test_dir" / "model" / "model.joblib").exists()
-
-    port = str(free_port())
-    name = f"byo-test-{uuid.uuid4().hex[:10]}"
-    env = {**os.environ, "PORT": port, "CONTAINER_NAME": name}
-    server = subprocess.Popen([str(scripts / "serve_local.sh"), image], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        def ready():
-            try:
-                return requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200
-            except requests.ConnectionError:
-                return False
-        wait_until(ready, 60, interval=0.1, what="serve_local.sh to answer /ping")
-        predict = subprocess.run([str(scripts / "predict.sh"), str(PAYLOAD)], env=env,
-                                 capture_output=True, text=True, timeout=60)
-        assert predict.returncode == 0, predict.stderr
-        labels = predict.stdout.splitlines()
-        assert len(labels) == len(PAYLOAD.read_text().splitlines())
-        assert set(labels) <= {"setosa", "versicolor", "virginica"}
-    finally:
-        docker("stop", name, check=False)
-        server.wait(timeout=60)
 
 
 def test_random_forest_on_a_csv_with_header_and_text_trains_and_serves_in_container(image, containers, tmp_path):

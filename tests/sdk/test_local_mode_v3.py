@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 from test_local_mode import docker, docker_compose_available, isolated_env, typed_hyperparameters
 
-from support import REPO, TEST_DIR, free_port, require
+from support import JOB as TEST_JOB
+from support import REPO, free_port, plumbing_image_context, require
 
 IMAGE = os.environ.get("TEST_IMAGE", "sagemaker-byo:test")
 AWS3_VENV = Path(os.environ.get("AWS3_VENV", REPO / ".venv-aws3"))
@@ -73,13 +74,14 @@ def v3_run(tmp_path_factory):
     require(os.environ.get("SM_LOCAL_HOST_NETWORK") == "1" or docker("network", "inspect", "bridge").returncode == 0,
             "this Docker engine has no bridge network, which local mode uses as it is; "
             "set SM_LOCAL_HOST_NETWORK=1 to run local mode on the host network")
-    build = subprocess.run(["docker", "build", "--network", "host", "-t", IMAGE, str(REPO)],
+    workdir = tmp_path_factory.mktemp("sdk3")
+    context = plumbing_image_context(workdir / "context")  # the image with the tests' own fork
+    build = subprocess.run(["docker", "build", "--network", "host", "-t", IMAGE, str(context)],
                            capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
 
-    workdir = tmp_path_factory.mktemp("sdk3")
     for channel in ("training", "validation"):
-        shutil.copytree(TEST_DIR / "input" / "data" / channel, workdir / channel)
+        shutil.copytree(TEST_JOB / "input" / "data" / channel, workdir / channel)
     validation = np.loadtxt(workdir / "validation" / "iris.csv", delimiter=",", dtype=str)
     features = validation[:, 1:].astype(float)
     (workdir / "batch").mkdir()
