@@ -245,7 +245,7 @@ def model_only(trained: Path, destination: Path) -> Path:
 
 
 def big_training_job(base: Path, rows: int = 1_000_000) -> Path:
-    """The bundled job with one large training file, so the fit takes seconds."""
+    """The tests' job with one large training file, so the fit takes seconds."""
     shutil.rmtree(base / "input" / "data" / "validation")
     config = base / "input" / "config" / "inputdataconfig.json"
     config.write_text(json.dumps({"training": json.loads(config.read_text())["training"]}))

@@ -1,4 +1,5 @@
-"""The SageMaker Python SDK (version 2) in local mode drives the built image as SageMaker would:
+"""The SageMaker Python SDK (version 2) in local mode drives the built image (the tests' own fork as
+its program, on the tests' iris job, as in tests/container) as SageMaker would:
 Estimator.fit with file:// channels, deploy and predict with the SDK's CSV and JSON serializers,
 and a batch Transformer over a folder of CSV files, split and assembled by line.
 

@@ -1,7 +1,8 @@
-"""The SageMaker Python SDK version 3 in local mode drives the built image, each step as v3's
-documentation writes it: ModelTrainer(training_mode=Mode.LOCAL_CONTAINER) trains on the bundled
-iris channels, ModelBuilder(mode=Mode.LOCAL_CONTAINER) builds the trained model and hosts it
-with deploy_local(), and a Transformer in local mode scores a folder of CSV files.
+"""The SageMaker Python SDK version 3 in local mode drives the built image (the tests' own fork as
+its program, as in tests/container), each step as v3's documentation writes it:
+ModelTrainer(training_mode=Mode.LOCAL_CONTAINER) trains on the tests' iris channels,
+ModelBuilder(mode=Mode.LOCAL_CONTAINER) builds the trained model and hosts it with deploy_local(),
+and a Transformer in local mode scores a folder of CSV files.
 
 v3 cannot share a virtual environment with v2 or with the image's requirements, so
 `local_mode_v3_job.py` runs under .venv-aws3's Python (AWS3_VENV moves it), records each step's

@@ -109,7 +109,7 @@ def test_empty_files_are_skipped(tmp_path):
     assert [Path(p).name for p in result.sources] == ["b.csv"]
 
 
-def test_the_bundled_iris_channel_reads(tmp_path):
+def test_an_iris_channel_reads(tmp_path):
     result = read_table("training", IRIS_CHANNEL)
     assert result.frame.shape == (result.rows, 5)
     assert set(result.frame[0]) == {"setosa", "versicolor", "virginica"}
