@@ -35,6 +35,7 @@ ALGO = REPO / "algo"
 FIXTURE_FORK = REPO / "tests" / "fixture_fork"  # the tests' algorithm.py, predictor.py, job and payload
 JOB = FIXTURE_FORK / "job"
 PAYLOAD = FIXTURE_FORK / "payload.csv"
+TEST_DIR = JOB  # its old name, for tests written on other branches before tests/fixture_fork
 # The bundled sample, which only tests/sample/ reads: a fork changes it.
 SAMPLE_JOB = REPO / "local_test" / "test_dir"
 SAMPLE_PAYLOAD = REPO / "local_test" / "payload.csv"
