@@ -69,7 +69,7 @@ def import_sample(name: str) -> ModuleType:
     return module
 
 
-NOT_IN_IMAGE = {".git", "tests", "bench", "docs", "examples", "local_test"}  # never in the build context
+NOT_IN_IMAGE = {".git", "tests", "bench", "docs", "examples", "local_test"}  # not the image's
 
 
 def plumbing_image_context(destination: Path) -> Path:
@@ -77,7 +77,7 @@ def plumbing_image_context(destination: Path) -> Path:
     and the files beside it (requirements, system packages), with `plumbing_algo()` as `algo/`."""
     destination.mkdir(parents=True)
     for path in REPO.iterdir():
-        if path.name in NOT_IN_IMAGE or path.name.startswith(".venv") or path.name == "algo":
+        if path.name in NOT_IN_IMAGE or path.name == "algo" or (path.is_dir() and path.name.startswith(".")):
             continue
         if path.is_dir():
             shutil.copytree(path, destination / path.name, ignore=shutil.ignore_patterns("__pycache__"))
