@@ -25,11 +25,15 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-compile -r /tmp/requirements.t
 # -- the image ---------------------------------------------------------------------------------
 FROM debian:bookworm-slim
 
-# Debian's Python and nginx; nothing is installed at start-up, so the image also runs without
-# network access (VPC-only endpoints, network isolation).
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 nginx ca-certificates \
-    && rm -rf /var/lib/apt/lists/* /var/log/nginx/*
+# Debian's Python and nginx (libgomp1: LightGBM's OpenMP), and the system packages a fork's
+# libraries need, listed in system-packages.txt (one a line; # comments). Nothing is installed at
+# start-up, so the image also runs without network access (VPC-only endpoints, network isolation).
+COPY system-packages.txt /tmp/system-packages.txt
+RUN sed -i 's/#.*//' /tmp/system-packages.txt \
+    && apt-get update \
+    && xargs --arg-file=/tmp/system-packages.txt \
+       apt-get install -y --no-install-recommends python3 nginx ca-certificates libgomp1 \
+    && rm -rf /var/lib/apt/lists/* /var/log/nginx/* /tmp/system-packages.txt
 
 COPY --from=venv /opt/venv /opt/venv
 

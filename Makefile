@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 AWS_VENV := .venv-aws
 AWS3_VENV := .venv-aws3
 
-.PHONY: demo test venv venv-aws venv-aws3 image lint clean \
+.PHONY: demo test venv venv-aws venv-aws3 image lint fix clean \
 	test-unit test-sample test-integration test-examples test-reliability test-container test-sdk test-ecr \
 	test-example-forks
 
@@ -59,8 +59,12 @@ image:
 	docker build -t $(IMAGE) .
 
 lint: venv
-	$(VENV)/bin/ruff check algo tests bench
+	$(VENV)/bin/ruff check algo tests bench examples
 	shellcheck build_and_push.sh local_test/*.sh .ci/run
+
+# What ruff can mend by itself (import order, unused imports), mended; what is left, listed.
+fix: venv
+	$(VENV)/bin/ruff check --fix algo tests bench examples
 
 clean:
 	rm -rf $(VENV) $(AWS_VENV) local_test/test_dir/model/* local_test/test_dir/output/*

@@ -48,6 +48,31 @@ FOREST = {
 }
 
 
+def lightgbm(params, task, features):
+    """LightGBM's scikit-learn estimator; imported here, so other algorithms and serving never load it.
+    Missing numbers stay missing (LightGBM handles them), text columns are ordinal-encoded."""
+    from lightgbm import LGBMClassifier, LGBMRegressor
+
+    estimator = LGBMClassifier if task == "classification" else LGBMRegressor
+    return tabular(features, estimator(verbose=-1, **params))
+
+
+LIGHTGBM = {
+    **RANDOM_STATE,
+    "n_estimators": Param(int, 100, low=1, high=100_000),
+    "learning_rate": Param(float, 0.1, low=1e-6, high=10.0),
+    "num_leaves": Param(int, 31, low=2, high=131_072),
+    "max_depth": Param(int, -1, low=-1),
+    "min_child_samples": Param(int, 20, low=1),
+    "subsample": Param(float, 1.0, low=0.01, high=1.0),
+    "subsample_freq": Param(int, 0, low=0),
+    "colsample_bytree": Param(float, 1.0, low=0.01, high=1.0),
+    "reg_alpha": Param(float, 0.0, low=0.0),
+    "reg_lambda": Param(float, 0.0, low=0.0),
+    **CLASS_WEIGHT,
+}
+
+
 def trees(classifier, regressor):
     """`build` for a tree or a forest: text columns ordinal-encoded, missing numbers kept."""
     def build(params, task, features):
@@ -63,9 +88,10 @@ def trees(classifier, regressor):
 ALGORITHMS = {
     "decision_tree": Algorithm(TREE, build=trees(DecisionTreeClassifier, DecisionTreeRegressor)),
     "random_forest": Algorithm(FOREST, build=trees(RandomForestClassifier, RandomForestRegressor),
-                               grows="n_estimators"),
+                               grows="n_estimators", distributed="joblib"),
     "extra_trees": Algorithm({**FOREST, "bootstrap": Param(bool, False)},
-                             build=trees(ExtraTreesClassifier, ExtraTreesRegressor), grows="n_estimators"),
+                             build=trees(ExtraTreesClassifier, ExtraTreesRegressor), grows="n_estimators",
+                             distributed="joblib"),
     "gradient_boosting": Algorithm(
         {
             **RANDOM_STATE,
@@ -83,6 +109,8 @@ ALGORITHMS = {
             HistGradientBoostingClassifier if task == "classification" else HistGradientBoostingRegressor)(**params)),
         grows="max_iter",
     ),
+    # On several hosts: data-parallel through lightgbm.dask, each host training on its own rows.
+    "lightgbm": Algorithm(LIGHTGBM, build=lightgbm, distributed="data_parallel"),
     "linear": Algorithm(
         {
             **RANDOM_STATE,

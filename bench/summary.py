@@ -1,4 +1,4 @@
-"""Markdown tables of the committed bench results, as the README shows them.
+"""Markdown tables of the committed bench results, as docs/performance.md shows them.
 
     python bench/summary.py [bench/results]
 """

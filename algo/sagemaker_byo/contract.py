@@ -349,7 +349,7 @@ def conform(data: Any, contract: InputContract) -> Any:
         if data.ndim != 2:
             return data
         if data.shape[1] != contract.n_features:
-            raise BadRequest(f"each row needs {contract.n_features} features, got {data.shape[1]}")
+            raise BadRequest(f"row 1 has {data.shape[1]} values; the model takes {contract.n_features}")
         if data.dtype.kind == "f" and not contract.frame and not contract.text_columns:  # plain numbers
             if contract.measured:
                 _check_array(data, contract, list(range(data.shape[1])))

@@ -9,6 +9,8 @@ inference hook raises `BadRequest` (400) for input it refuses; its message is th
 
 from __future__ import annotations
 
+import re
+
 
 class UserError(Exception):
     """The job's input or configuration is wrong; the message says how to fix it."""
@@ -20,6 +22,35 @@ class AlgorithmError(Exception):
 
 class TrainingStopped(Exception):
     """SageMaker asked the job to stop (StopTrainingJob, MaxRuntimeInSeconds, Spot)."""
+
+
+_SHARED_OBJECT = re.compile(r"([\w.+-]+\.so(?:\.[\w.]+)?): cannot open shared object file")
+
+
+def missing_library(error: BaseException) -> str | None:
+    """What to do when `error` (or one it was raised from) says a library is not installed: a
+    Python package (ImportError) belongs in requirements.txt, a system library a package loads
+    (an OSError such as `libgomp.so.1: cannot open shared object file`) in system-packages.txt.
+    None for any other error."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        ours = (current.name or "").split(".")[0] == "sagemaker_byo" if isinstance(current, ImportError) else False
+        if isinstance(current, ImportError) and not ours:  # one of ours missing is our bug
+            if isinstance(current, ModuleNotFoundError) and current.name:
+                what = f"the Python package that provides '{current.name.split('.')[0]}'"
+            else:
+                what = "a Python package it imports"
+            return (f"{what} is not installed in this image ({type(current).__name__}: {current}); add it, "
+                    f"pinned, to requirements.txt and rebuild the image")
+        found = _SHARED_OBJECT.search(str(current))
+        if found:
+            return (f"the system library {found.group(1)} is not installed in this image "
+                    f"({type(current).__name__}: {' '.join(str(current).split())[:200]}); add the Debian package "
+                    f"that provides it to system-packages.txt and rebuild the image")
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def quoted(value: str, limit: int = 40) -> str:

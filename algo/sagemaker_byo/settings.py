@@ -26,12 +26,16 @@ INFERENCE_OUTPUT = "SAGEMAKER_INFERENCE_OUTPUT"  # "predictions" (default) or "p
 RUNTIME_DIR = "SAGEMAKER_RUNTIME_DIR"  # default: a fresh folder under /tmp (sockets, nginx.conf)
 PRELOAD = "MODEL_SERVER_PRELOAD"  # default true: load the model before forking (false if not fork-safe)
 MULTI_MODEL = "SAGEMAKER_MULTI_MODEL"  # "true" on a multi-model endpoint: models come through POST /models
+CLUSTER_WAIT = "SAGEMAKER_CLUSTER_WAIT"  # default 300 s: hosts resolving and joining a multi-host job
+SCHEDULER_PORT = "SAGEMAKER_SCHEDULER_PORT"  # default 8786: the Dask scheduler's port on the leader
 CHUNK_MB = "MODEL_SERVER_CHUNK_MB"  # default: from the memory limit, 1 to 8; 0 scores large bodies whole
 
 DEFAULT_BASE_DIR = "/opt/ml"
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT = 60
 DEFAULT_MAX_PAYLOAD_IN_MB = 6
+DEFAULT_CLUSTER_WAIT = 300  # instances of one job start within minutes of each other
+DEFAULT_SCHEDULER_PORT = 8786  # Dask's own default, as AWS's XGBoost container uses it
 MAX_BATCH_PAYLOAD_IN_MB = 100  # SageMaker's ceiling for a batch transform mini-batch
 MB = 1024 * 1024
 MAX_PAYLOAD_IN_MB_CEILING = 1024  # asynchronous inference's 1 GB
@@ -145,7 +149,9 @@ class Serving:
     @property
     def routes(self) -> str:
         """The routes this server answers, as its 404s (nginx's and the app's) name them."""
-        return "/ping and /models" if self.multi_model else "/ping and /invocations"
+        if self.multi_model:
+            return "/ping, /models, /models/<name>, /models/<name>/invoke and /execution-parameters"
+        return "/ping, /invocations and /execution-parameters"
 
 
 def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -233,4 +239,20 @@ def serving(env: dict[str, str] | None = None) -> Serving:
         log_level=log_level(env),
         preload=_bool(env, PRELOAD, default=True),
         multi_model=_bool(env, MULTI_MODEL),
+    )
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """How the hosts of a multi-instance training job meet (training.cluster, training.distributed)."""
+
+    wait: int  # seconds for every name to resolve, and for every host to join the leader
+    scheduler_port: int
+
+
+def cluster(env: dict[str, str] | None = None) -> Cluster:
+    env = os.environ if env is None else env
+    return Cluster(
+        wait=_int(env, CLUSTER_WAIT, DEFAULT_CLUSTER_WAIT, 1, 24 * 3600),
+        scheduler_port=_int(env, SCHEDULER_PORT, DEFAULT_SCHEDULER_PORT, 1, 65535),
     )

@@ -29,8 +29,15 @@ import os
 import joblib
 import numpy as np
 
-from sagemaker_byo import BadRequest  # noqa: F401 - for hooks that refuse input
-from sagemaker_byo import ENCODERS, Hooks, Invocation, create_app, encode, probabilities
+from sagemaker_byo import (
+    ENCODERS,
+    BadRequest,  # noqa: F401 - for hooks that refuse input
+    Hooks,
+    Invocation,
+    create_app,
+    encode,
+    probabilities,
+)
 
 MODEL_FILE = "model.joblib"  # as written by algo/train
 
@@ -57,10 +64,10 @@ def predict_fn(data, model, invocation: Invocation):
     if invocation.wants_probabilities:
         return probabilities(model, data)
     # Otherwise one record per row: the most probable class and its probability.
-    probabilities = np.asarray(model.predict_proba(data))
-    best = probabilities.argmax(axis=1)
+    proba = np.asarray(model.predict_proba(data))
+    best = proba.argmax(axis=1)
     labels = np.asarray(model.classes_)[best]
-    scores = probabilities[np.arange(len(best)), best]
+    scores = proba[np.arange(len(best)), best]
     return [{"label": label, "score": float(score)} for label, score in zip(labels.tolist(), scores, strict=True)]
 
 

@@ -228,3 +228,67 @@ def test_scores_still_give_every_class_probability_when_asked(scores):
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
     assert [set(p) for p in predictions] == [set(map(str, model.classes_))] * len(rows)
+
+
+# -- anomaly: an unsupervised IsolationForest answering a score per row, or its label ----------
+
+READINGS = [[70.1, 0.3, 101.2], [69.5, 0.31, 101.4], [91.0, 1.05, 101.3], [71.2, 0.29, 100.9], [60.0, 0.9, 99.0]]
+
+
+@pytest.fixture(scope="module")
+def anomaly(tmp_path_factory):
+    files = {"algorithm.py": "algorithm.py", "predictor.py": "predictor.py"}
+    model, server, base = trained_and_served(tmp_path_factory, "anomaly", files, data=True)
+    yield model, server, base
+    server.stop()
+
+
+def test_anomaly_trains_on_features_alone_and_reports_its_own_metrics(anomaly):
+    model, _, base = anomaly
+    training = pd.read_csv(EXAMPLES / "anomaly" / "data" / "training" / "readings.csv")
+    assert list(training.columns) == ["temperature", "vibration", "pressure"]
+    assert model.n_features_in_ == 3  # every column a feature
+    description = json.loads((base / "model" / "model.json").read_text())
+    assert description["feature_names"] == list(training.columns)
+    assert description["task"] == "unsupervised" and description["target"] is None
+    assert [c["name"] for c in description["input"]["columns"]] == list(training.columns)
+    for channel in ("train", "validation"):
+        assert set(description["metrics"][channel]) == {"anomaly_rate", "mean_score"}
+    assert 0 < description["metrics"]["train"]["anomaly_rate"] < 0.05
+
+
+def test_anomaly_answers_its_own_score_per_row_in_every_content_type(anomaly):
+    model, server, _ = anomaly
+    want = model.score_samples(np.array(READINGS)).tolist()
+    assert min(want) == want[2] or min(want) == want[4]  # an odd reading scores lowest
+    bodies = {
+        "text/csv": csv_body(READINGS),
+        "application/json": json.dumps(READINGS).encode(),
+        "application/jsonlines": "".join(json.dumps(row) + "\n" for row in READINGS).encode(),
+    }
+    for content_type, body in bodies.items():
+        response = server.invoke(body, content_type, Accept="application/json")
+        assert response.status_code == 200, (content_type, response.text)
+        assert response.json()["predictions"] == pytest.approx(want, rel=1e-12), content_type
+    response = server.invoke(bodies["text/csv"], "text/csv", Accept="text/csv")
+    assert [float(line) for line in response.text.splitlines()] == pytest.approx(want, rel=1e-12)
+
+
+def test_anomaly_answers_its_own_label_when_the_request_asks(anomaly):
+    model, server, _ = anomaly
+    want = model.predict(np.array(READINGS)).tolist()
+    assert set(want) == {-1, 1}
+    response = server.invoke(csv_body(READINGS), "text/csv", Accept="application/jsonlines",
+                             **{"X-Amzn-SageMaker-Custom-Attributes": "answer=label"})
+    assert response.status_code == 200, response.text
+    assert [json.loads(line) for line in response.text.splitlines()] == want
+
+
+@pytest.mark.parametrize(("attributes", "message"), [
+    ("answer=probability", "custom attribute answer=probability: use answer=score (the default) or answer=label"),
+    ("output=probabilities", "this model (IsolationForest) cannot give probabilities"),
+])
+def test_anomaly_refuses_an_answer_it_cannot_give(anomaly, attributes, message):
+    _, server, _ = anomaly
+    response = server.invoke(csv_body(READINGS), "text/csv", **{"X-Amzn-SageMaker-Custom-Attributes": attributes})
+    assert response.status_code == 400 and response.text.startswith(message), response.text

@@ -256,7 +256,8 @@ def test_odd_routes_get_a_short_answer_not_a_redirect_or_an_echo(server):
     assert answer.status_code == 405 and len(answer.text) < 200 and answer.text.count("\n") == 1, answer.text
     answer = requests.delete(f"{server.url}/models//invoke", timeout=5, allow_redirects=False)
     assert answer.status_code in (404, 405), answer.status_code  # not a 308 to another route
-    assert "/ping and /models" in requests.get(f"{server.url}/nowhere", timeout=5).text
+    assert "/ping, /models, /models/<name>, /models/<name>/invoke and /execution-parameters" in requests.get(
+        f"{server.url}/nowhere", timeout=5).text
 
 
 def test_a_burst_of_list_calls_is_answered_every_one(server, models):

@@ -123,9 +123,9 @@ def test_execution_parameters_describe_the_server_as_json(shared_server: Server)
 # -- bad requests -----------------------------------------------------------------------------
 
 BAD_BODIES = {
-    "three_features": (b"5.1,3.5,1.4\n", "needs 4 features, got 3"),
+    "three_features": (b"5.1,3.5,1.4\n", "has 3 values; the model takes 4"),
     "five_features_in_many_rows": (
-        "".join(f"{line},9\n" for line in many_rows(300).splitlines()).encode(), "needs 4 features, got 5"),
+        "".join(f"{line},9\n" for line in many_rows(300).splitlines()).encode(), "has 5 values; the model takes 4"),
     "ragged_rows": (b"5.1,3.5,1.4,0.2\n5.7,4.4,1.5\n", "row 2 has 3 values"),
     "word": (b"5.1,abc,1.4,0.2\n", "'abc' is not a number"),
     "word_in_many_rows": (
@@ -163,7 +163,7 @@ def test_unacceptable_accept_returns_406(shared_server: Server):
 def test_unknown_routes_return_404(shared_server: Server, method: str, path: str):
     response = requests.request(method, f"{shared_server.url}{path}", timeout=2)
     assert_short_message(response, 404)
-    assert "/ping and /invocations" in response.text
+    assert "/ping, /invocations and /execution-parameters" in response.text
 
 
 def test_body_over_6_mb_gets_413_from_nginx_naming_the_limit(shared_server: Server):

@@ -126,7 +126,7 @@ def test_the_description_is_openapi_3_with_the_three_routes(spec: dict, api_sche
     assert labels == {f"{method.upper()} {path}" for path, method in ROUTES.items()}
 
 
-def test_the_description_documents_every_status_of_the_readme(spec: dict):
+def test_the_description_documents_every_status_of_the_serving_page(spec: dict):
     invocations = documented(spec, "/invocations", "post")
     assert set(invocations) == {"200", "400", "406", "413", "415", "500", "502", "503", "504"}
     assert invocations["200"] == {"text/csv", "application/json", "application/jsonlines"}
@@ -135,13 +135,13 @@ def test_the_description_documents_every_status_of_the_readme(spec: dict):
     assert request_types == {"text/csv", "application/json", "application/jsonlines", "application/x-npy"}
     assert documented(spec, "/ping", "get") == {"200": set(), "503": {"text/plain"}}
     multi_model = yaml.safe_load(MULTI_MODEL_SPEC.read_text())
-    for status, what in re.findall(r"^\| (\d{3}) \| ([^|]*)\|", (REPO / "README.md").read_text(), re.MULTILINE):
+    for status, what in re.findall(r"^\| (\d{3}) \| ([^|]*)\|", (REPO / "docs/serving.md").read_text(), re.MULTILINE):
         if what.startswith("multi-model:"):  # the routes of SAGEMAKER_MULTI_MODEL=true
             assert any(status in documented(multi_model, path, method)
                        for path, item in multi_model["paths"].items() for method in item if method != "parameters"), \
-                f"README's multi-model status {status} is not in {MULTI_MODEL_SPEC.name}"
+                f"docs/serving.md's multi-model status {status} is not in {MULTI_MODEL_SPEC.name}"
         elif status not in ("404", "405"):  # routes and methods the description does not list
-            assert status in invocations, f"README's status {status} is not in the description"
+            assert status in invocations, f"docs/serving.md's status {status} is not in the description"
 
 
 def test_the_multi_model_description_documents_the_contracts_routes_and_statuses():

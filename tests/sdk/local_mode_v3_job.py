@@ -10,7 +10,7 @@ Each step is written as v3's documentation writes it: ModelTrainer(training_mode
 Mode.LOCAL_CONTAINER).train(), ModelBuilder(mode=Mode.LOCAL_CONTAINER).build(), deploy_local()
 with invoke(), and a Transformer in local mode over the model build() registered; and, because
 deploy_local() cannot host this image, the same model behind v3's LocalSession endpoint, the
-alternative the README gives. Where v3 would ask AWS in local mode, the job passes what avoids
+alternative docs/deploying.md gives. Where v3 would ask AWS in local mode, the job passes what avoids
 it (SAGEMAKER_VALIDATE_ROLE=false, s3_model_data_url, job_name). A step that raises is recorded
 (its exception's type and message) and the next one still runs, so the test can tell a bug of
 the SDK's from one of the image's. Everything goes to WORKDIR/result.json. No AWS account is

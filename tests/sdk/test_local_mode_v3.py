@@ -8,7 +8,7 @@ v3 cannot share a virtual environment with v2 or with the image's requirements, 
 `local_mode_v3_job.py` runs under .venv-aws3's Python (AWS3_VENV moves it), records each step's
 result or error, and these tests check them against the model's own predictions. Where v3's
 local mode has a bug of its own that a user cannot avoid, the test is a strict expected failure
-naming the SDK's error, and the next test runs the working alternative the README gives.
+naming the SDK's error, and the next test runs the working alternative docs/deploying.md gives.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def test_model_builder_builds_the_trained_model(v3_run):
     "SDK v3 bug: ModelBuilder.deploy_local() starts no container for an image without a ModelServer "
     "(LocalContainerMode.create_server: AttributeError: 'NoneType' object has no attribute 'logs'); "
     "it also pulls the image from its registry first, so an image that is only local fails with "
-    "RuntimeError: Failed to pull image. README: host it with v3's LocalSession instead"))
+    "RuntimeError: Failed to pull image. docs/deploying.md: host it with v3's LocalSession instead"))
 def test_deploy_local_hosts_the_trained_model(v3_run, model):
     hosted = outcome(v3_run, "deploy_local")
     assert hosted["csv"].rstrip("\n").split("\n") == list(model.predict(np.array(v3_run["rows"])))

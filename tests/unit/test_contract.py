@@ -149,7 +149,7 @@ def test_measured_contracts_round_trip_through_json(categorical_model, text_mode
     (b"1,2\n\n", "text/csv", "row 2, column 1 is missing; this model needs a value there"),  # a blank line
     (b"1,inf\n", "text/csv", "row 1, column 2 is infinite or too large; send finite numbers"),
     (b"1,x\n", "text/csv", "row 1, column 2: 'x' is not a number"),
-    (b"1,2,3\n", "text/csv", "each row needs 2 features, got 3"),
+    (b"1,2,3\n", "text/csv", "row 1 has 3 values; the model takes 2"),
 ])
 def test_conform_names_row_and_column_for_a_headerless_model(knn, body, content_type, message):
     with pytest.raises(BadRequest) as raised:

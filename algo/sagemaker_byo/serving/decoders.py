@@ -80,11 +80,12 @@ def _csv_cells(text: str) -> list[list[str]]:
                          f"(a quote that is never closed?)") from None
 
 
-def _csv_rows_slowly(text: str, text_columns: Collection[int] = ()) -> np.ndarray:
+def _csv_rows_slowly(text: str, text_columns: Collection[int] = (), n_features: int | None = None) -> np.ndarray:
     """Row by row: numbers as floats, empty cells as NaN, anything else kept as text (a category,
     or a mistake the model's contract will name); a blank line is a row of missing values;
-    ragged rows are refused here. A cell of a `text_columns` column is kept as it was sent, as
-    training's pandas read it (missing where pandas reads it as missing: "", "NA", "null", ...)."""
+    ragged rows are refused here, naming the first row whose width differs from the model's
+    (`n_features`, where known) or the first row's. A cell of a `text_columns` column is kept as it
+    was sent, as training's pandas read it (missing where pandas reads it as missing: "", "NA", ...)."""
     rows = _csv_cells(text)
     # A line of nothing but spaces is blank, as training's pandas skips it (a row of missing values
     # here, never dropped), even in a text column.
@@ -94,7 +95,7 @@ def _csv_rows_slowly(text: str, text_columns: Collection[int] = ()) -> np.ndarra
         raise BadRequest("the body holds no CSV rows")
     if not widths:
         raise BadRequest(f"the body holds only blank lines ({len(rows)}); send rows of values")
-    width = widths[0]
+    width = widths[0] if n_features is None else n_features
     out = np.empty((len(rows), width), dtype=object)
     numeric = True
     for i, row in enumerate(rows):
@@ -102,6 +103,8 @@ def _csv_rows_slowly(text: str, text_columns: Collection[int] = ()) -> np.ndarra
             out[i, :] = np.nan
             continue
         if len(row) != width:
+            if n_features is not None:
+                raise BadRequest(f"CSV row {i + 1} has {len(row)} values; the model takes {width}")
             first = blank.index(False) + 1
             raise BadRequest(f"CSV row {i + 1} has {len(row)} values but row {first} has {width}")
         for j, cell in enumerate(row):
@@ -209,7 +212,7 @@ def decode_csv(data: bytes, charset: str = "utf-8", n_features: int | None = Non
     """Header-less CSV rows: a float64 array, or an object array where some cells are text.
     `text_columns`: positions of the model's text columns, whose cells stay text ("007" is not 7)."""
     if text_columns:
-        return _csv_rows_slowly(_text(data, charset), frozenset(text_columns))
+        return _csv_rows_slowly(_text(data, charset), frozenset(text_columns), n_features)
     if len(data) > VECTORISED_CSV_BYTES and _ascii_digits(charset):
         array = _short_decimals(data)
         if array is not None:
@@ -218,7 +221,7 @@ def decode_csv(data: bytes, charset: str = "utf-8", n_features: int | None = Non
     # of the checks below.
     plain = not data.translate(None, _PLAIN_NUMBER_BYTES)
     if not plain and b'"' in data:  # quoted text: the csv module reads it
-        return _csv_rows_slowly(_text(data, charset))
+        return _csv_rows_slowly(_text(data, charset), (), n_features)
     if len(data) <= SMALL_CSV_BYTES:
         text = _text(data, charset)
         rows = [line.split(",") for line in _lines(text)]
@@ -227,22 +230,22 @@ def decode_csv(data: bytes, charset: str = "utf-8", n_features: int | None = Non
         try:
             array = np.array(rows, dtype=np.float64)
         except ValueError:  # ragged rows, empty cells or words: find which, and say so
-            return _csv_rows_slowly(text)
+            return _csv_rows_slowly(text, (), n_features)
         return array
     if not plain and _BOOLEAN_WORDS.search(data):  # pandas would read true/false as 1/0
-        return _csv_rows_slowly(_text(data, charset))
+        return _csv_rows_slowly(_text(data, charset), (), n_features)
     try:
         frame = pd.read_csv(
             io.BytesIO(data), header=None, dtype=np.float64, encoding=charset,
             skip_blank_lines=False, engine="c", na_filter=True, keep_default_na=False, na_values=[""],
         )
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError, LookupError, pd.errors.EmptyDataError):
-        return _csv_rows_slowly(_text(data, charset))
+        return _csv_rows_slowly(_text(data, charset), (), n_features)
     array = frame.to_numpy()
     # pandas pads a short row (or a blank line) with NaN; the comma count shows whether any row was
     # short, and the line count that every line is a row.
     if data.count(b",") != (array.shape[1] - 1) * array.shape[0] or len(array) != _line_count(data):
-        return _csv_rows_slowly(_text(data, charset))
+        return _csv_rows_slowly(_text(data, charset), (), n_features)
     return array
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import contract as contracts
 from .. import resources, settings
-from ..errors import BadRequest, HookError, HTTPError, ModelNotReady, PayloadTooLarge
+from ..errors import BadRequest, HookError, HTTPError, ModelNotReady, PayloadTooLarge, missing_library
 from . import encoders, estimators, media, streaming
 from . import invocation as invocations
 from .invocation import Invocation
@@ -62,7 +62,8 @@ def load_model(hooks: Hooks, model_dir: Path, threads: int | None = None) -> Loa
     try:
         model = hooks.model_fn(str(model_dir))
     except Exception as error:  # noqa: BLE001 - reported, and /ping answers 503
-        reason = f"{type(error).__name__}: {error}"
+        missing = missing_library(error)
+        reason = f"model_fn needs a library: {missing}" if missing else f"{type(error).__name__}: {error}"
         log.exception("could not load the model from %s: %s", model_dir, reason)
         return LoadedModel(error=reason)
     log.info("model loaded from %s in %.2fs", model_dir, time.monotonic() - started)

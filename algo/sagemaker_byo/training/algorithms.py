@@ -4,6 +4,7 @@
 own typed hyperparameters and either `build`s an unfitted scikit-learn-style model (the plumbing
 fits it, growing it with checkpoints where `grows` is set) or `fit`s a model itself. Whatever it
 returns is saved with joblib and served by calling its `predict` (and `predict_proba`, if any).
+An unsupervised algorithm (`tasks=("unsupervised",)`) learns from features alone.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from .evaluation import CLASSIFICATION, REGRESSION
+from .evaluation import CLASSIFICATION, REGRESSION, UNSUPERVISED
 from .hyperparameters import Param
 
-TASKS = (CLASSIFICATION, REGRESSION)
+SUPERVISED = (CLASSIFICATION, REGRESSION)
+TASKS = (*SUPERVISED, UNSUPERVISED)
+DISTRIBUTED = (None, "data_parallel", "joblib")
 
 
 @dataclass(frozen=True)
@@ -33,24 +36,48 @@ class Algorithm:
     fits; `fit(params, task, features, target)` returns a fitted model (anything with `predict`).
     Give exactly one. `params` holds the algorithm's own hyperparameters that apply to `task`,
     those left null (None) omitted so the estimator keeps its own default; `features` is the
-    training features table (named columns, text columns as objects); `target` a numpy array.
+    training features table (named columns, text columns as objects); `target` a numpy array,
+    or None for the task "unsupervised".
+
+    `tasks` are those it supports: "classification" and "regression" learn a target column;
+    "unsupervised" (anomaly detection, clustering, embeddings) learns from features alone, and
+    the plumbing then splits no target off the data. `metrics(model, features, target)`, if
+    given, returns more figures {name: number} for each channel (features as the model takes
+    them; target None when unsupervised): an unsupervised model's only metrics.
     """
 
     hyperparameters: dict[str, Param]
     build: Callable[[dict, str, pd.DataFrame], Any] | None = None
-    fit: Callable[[dict, str, pd.DataFrame, np.ndarray], Any] | None = None
-    tasks: tuple[str, ...] = TASKS
+    fit: Callable[[dict, str, pd.DataFrame, np.ndarray | None], Any] | None = None
+    tasks: tuple[str, ...] = SUPERVISED
     # The parameter warm_start grows step by step ("n_estimators", "max_iter"): fitted in steps,
     # with a checkpoint after each, when the job has a checkpoint folder. Needs `build`.
     grows: str | None = None
     # Fit on the DataFrame even when every column is numeric (otherwise: a float32 array).
     frame: bool = False
+    # How it trains when the job has several hosts (instance_count > 1); None: it is refused there.
+    #   "data_parallel": each host keeps its own share of the rows; the preprocessing is fitted on
+    #       what every host's share holds (categories), and the final estimator is trained through
+    #       its Dask twin (training.distributed.DASK_TWINS: LightGBM's). Needs `build`.
+    #   "joblib": the leader gathers every host's rows and fits; the estimator's joblib work (a
+    #       forest's trees) runs on every host's cores through joblib's Dask backend.
+    distributed: str | None = None
+    metrics: Callable[[Any, Any, np.ndarray | None], dict[str, float]] | None = None
+
+    @property
+    def supervised(self) -> bool:
+        """Whether it can learn a target (False: it takes features only)."""
+        return any(task in SUPERVISED for task in self.tasks)
 
     def __post_init__(self) -> None:
         if (self.build is None) == (self.fit is None):
             raise TypeError("an Algorithm takes exactly one of build= and fit=")
         if self.grows is not None and self.build is None:
             raise TypeError("grows= needs build=: the plumbing grows the model it fits")
+        if self.distributed not in DISTRIBUTED:
+            raise TypeError(f"distributed must be one of {DISTRIBUTED}, got {self.distributed!r}")
+        if self.distributed == "data_parallel" and self.build is None:
+            raise TypeError('distributed="data_parallel" needs build=: the plumbing fits the model across hosts')
         unknown = [t for t in self.tasks if t not in TASKS]
         if not self.tasks or unknown:
             raise TypeError(f"tasks must be some of {TASKS}, got {self.tasks!r}")

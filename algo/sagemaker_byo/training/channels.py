@@ -49,15 +49,30 @@ class Table:
         return f"{self.sources[index]}, data row {row - self.starts[index] + 1}"
 
 
-def check_content_type(name: str, config: dict) -> None:
+def check_content_type(name: str, config: dict) -> int | None:
+    """The channel's ContentType checked, and its `label_size` parameter (SageMaker's convention:
+    `text/csv;label_size=0` is features only, 1 a target column) or None where it gives none."""
     content_type = (config.get(name) or {}).get("ContentType")
-    if content_type:
-        media_type = content_type.split(";")[0].strip().lower()
-        if media_type not in SUPPORTED_CONTENT_TYPES:
-            raise UserError(
-                f"channel '{name}' has ContentType {content_type!r}; this algorithm reads "
-                f"{', '.join(SUPPORTED_CONTENT_TYPES)} (set ContentType in the channel's configuration)"
-            )
+    if not content_type:
+        return None
+    media_type, _, rest = str(content_type).partition(";")
+    if media_type.strip().lower() not in SUPPORTED_CONTENT_TYPES:
+        raise UserError(
+            f"channel '{name}' has ContentType {content_type!r}; this algorithm reads "
+            f"{', '.join(SUPPORTED_CONTENT_TYPES)} (set ContentType in the channel's configuration)"
+        )
+    parameters = {}
+    for part in rest.split(";"):
+        key, sep, value = part.partition("=")
+        if sep:
+            parameters[key.strip().lower()] = value.strip().strip('"')
+    if "label_size" not in parameters:
+        return None
+    value = parameters["label_size"]
+    if value not in ("0", "1"):
+        raise UserError(f"channel '{name}' has ContentType {content_type!r}: label_size must be 0 (features "
+                        f"only) or 1 (a target column), got {value}")
+    return int(value)
 
 
 def input_mode(name: str, config: dict) -> str:
@@ -68,7 +83,11 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def channel_files(name: str, root: Path) -> list[Path]:
+def channel_files(name: str, root: Path, allow_none: bool = False) -> list[Path]:
+    """The channel's CSV files; with `allow_none` (a host of several, which may get no share)
+    an empty or absent folder gives none instead of an error."""
+    if allow_none and not root.is_dir():
+        return []
     if not root.is_dir():
         raise UserError(
             f"channel '{name}' is missing: no folder {root}; give the job a '{name}' channel "
@@ -76,7 +95,7 @@ def channel_files(name: str, root: Path) -> list[Path]:
         )
     found = sorted(p for p in root.rglob("*") if p.is_file() and not _hidden(p, root))
     files = [p for p in found if p.name.lower().endswith(SUFFIXES)]
-    if not files:
+    if not files and not allow_none:
         others = ", ".join(str(p.relative_to(root)) for p in found[:5]) or "nothing"
         raise UserError(
             f"channel '{name}' has no .csv or .csv.gz files under {root} (found: {others})"
@@ -158,9 +177,10 @@ def _read_csv(source: Path | bytes, header: bool, **options) -> pd.DataFrame:
                            **options)
 
 
-def _parse(source: Path | bytes, where: str, header: bool, exact: str | int | None) -> pd.DataFrame | None:
+def _parse(source: Path | bytes, where: str, header: bool, exact: str | int | None,
+           labelled: bool = True) -> pd.DataFrame | None:
     """One CSV source as a DataFrame: numbers as float32 (the column `exact` names, the target,
-    keeps full precision), text as text."""
+    keeps full precision where the data is `labelled`), text as text."""
     commas, content, quotes = _scan(source, where)
     if not content:
         log.warning("skipping empty input %s", where)
@@ -170,11 +190,12 @@ def _parse(source: Path | bytes, where: str, header: bool, exact: str | int | No
         # so the full table is never held at float64.
         sample = _read_csv(source, header, nrows=1000)
         dtypes = {column: np.float32 for column in sample.columns
-                  if sample[column].dtype.kind in "biuf" and not _is(column, exact, sample.columns)}
+                  if sample[column].dtype.kind in "biuf"
+                  and not (labelled and _is(column, exact, sample.columns))}
         try:
             frame = _read_csv(source, header, dtype=dtypes, low_memory=False)
         except ValueError:  # a column numeric in its first rows holds text further down
-            frame = _compact(_read_csv(source, header, low_memory=False), exact)
+            frame = _compact(_read_csv(source, header, low_memory=False), exact, labelled)
     except UnicodeDecodeError as error:
         raise UserError(f"{where} is not UTF-8 text: {error}") from None
     except pd.errors.ParserError as error:
@@ -222,29 +243,30 @@ def _is(column, target: str | int | None, columns) -> bool:
     return position == (index if index >= 0 else len(columns) + index)
 
 
-def _compact(frame: pd.DataFrame, exact: str | int | None) -> pd.DataFrame:
+def _compact(frame: pd.DataFrame, exact: str | int | None, labelled: bool = True) -> pd.DataFrame:
     """Numeric columns as float32, but the target (a column at a time: the peak stays near one copy)."""
     for column in frame.columns:
-        if frame[column].dtype.kind in "biuf" and not _is(column, exact, frame.columns):
+        if frame[column].dtype.kind in "biuf" and not (labelled and _is(column, exact, frame.columns)):
             frame[column] = frame[column].astype(np.float32)
     return frame
 
 
 def read_table(name: str, root: Path, *, header: bool = False, mode: str = "File",
-               target: str | int | None = None) -> Table:
-    """Every row of a channel as one DataFrame of raw values (numbers as float32 but the target
-    column, text as str)."""
+               target: str | int | None = None, files: list[Path] | None = None,
+               labelled: bool = True) -> Table:
+    """Every row of a channel (or of its `files`: a host's share) as one DataFrame of raw values
+    (numbers as float32 but the target column of `labelled` data, text as str)."""
     if mode == "Pipe":
         fifo = root.parent / f"{name}_0"
-        frame = _parse(_read_pipe(name, fifo), f"channel '{name}' ({fifo})", header, target)
+        frame = _parse(_read_pipe(name, fifo), f"channel '{name}' ({fifo})", header, target, labelled)
         if frame is None:
             raise UserError(f"channel '{name}' has no data rows: its pipe {fifo} delivered nothing")
         log.info("channel %s: read %d rows from the pipe %s", name, len(frame), fifo.name)
         return Table(frame, [str(fifo)], [0])
     frames, sources = [], []
     started = time.monotonic()
-    for path in channel_files(name, root):
-        frame = _parse(path, str(path), header, target)
+    for path in channel_files(name, root) if files is None else files:
+        frame = _parse(path, str(path), header, target, labelled)
         if frame is None:
             continue
         if frames and list(frame.columns) != list(frames[0].columns):

@@ -16,6 +16,7 @@ from sklearn import metrics as skm
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
+UNSUPERVISED = "unsupervised"  # no target: anomaly detection, clustering, embeddings
 
 
 def scores(task: str, model, features, target: np.ndarray) -> dict[str, float]:
@@ -44,6 +45,46 @@ def scores(task: str, model, features, target: np.ndarray) -> dict[str, float]:
                 else:
                     result["roc_auc"] = float(skm.roc_auc_score(target, probabilities, multi_class="ovr",
                                                                 labels=classes))
+    return result
+
+
+def partial(task: str, model, features, target: np.ndarray, classes: list | None) -> dict:
+    """Sums over one host's rows from which `combine` gives the metrics of every host's rows
+    exactly (but ROC AUC, which does not add up: left out across hosts)."""
+    predicted = model.predict(features)
+    if task == REGRESSION:
+        target, predicted = np.asarray(target, dtype=float), np.asarray(predicted, dtype=float)
+        error = predicted - target
+        return {"n": len(target), "sse": float(error @ error), "sae": float(np.abs(error).sum()),
+                "sum": float(target.sum()), "sum2": float(target @ target)}
+    result = {"confusion": skm.confusion_matrix(target, predicted, labels=classes), "n": len(target)}
+    proba = getattr(model, "predict_proba", None)
+    if proba is not None and list(getattr(model, "classes_", [])) == list(classes):
+        probabilities = np.clip(proba(features), np.finfo(float).eps, 1.0)
+        rows = np.searchsorted(np.asarray(classes), target) if np.asarray(classes).dtype.kind != "O" else \
+            np.array([classes.index(t) for t in target])
+        result["log_loss_sum"] = float(-np.log(probabilities[np.arange(len(target)), rows]).sum())
+    return result
+
+
+def combine(task: str, parts: list[dict]) -> dict[str, float]:
+    if task == REGRESSION:
+        n = sum(p["n"] for p in parts)
+        sse, sae = sum(p["sse"] for p in parts), sum(p["sae"] for p in parts)
+        total, total2 = sum(p["sum"] for p in parts), sum(p["sum2"] for p in parts)
+        spread = total2 - total * total / n
+        return {"rmse": math.sqrt(sse / n), "mae": sae / n,
+                "r2": 1 - sse / spread if n > 1 and spread > 0 else float("nan")}
+    confusion = sum(p["confusion"] for p in parts)
+    n = int(confusion.sum())
+    true_positive = np.diag(confusion).astype(float)
+    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
+    denominator = predicted + actual
+    f1 = np.divide(2 * true_positive, denominator, out=np.zeros_like(true_positive), where=denominator > 0)
+    seen = denominator > 0  # as scikit-learn: the classes in the target or the predictions
+    result = {"accuracy": float(true_positive.sum() / n), "f1_macro": float(f1[seen].mean())}
+    if all("log_loss_sum" in p for p in parts):
+        result["log_loss"] = sum(p["log_loss_sum"] for p in parts) / n
     return result
 
 

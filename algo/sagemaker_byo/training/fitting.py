@@ -1,7 +1,8 @@
 """The training job around an algorithm of algo/algorithm.py: `train(job, ALGORITHMS)`.
 
 It parses the hyperparameters (the common ones below, and the chosen algorithm's own), reads the
-`training` channel (and `validation`, when given), splits off the target, settles the task, has
+`training` channel (and `validation`, when given), splits off the target (none for an
+unsupervised algorithm, or data declared `label_size=0`), settles the task, has
 the algorithm build (or fit) its model, fits it, growing it with checkpoints where it can grow
 and the job has a checkpoint folder, prints metrics for MetricDefinitions, and saves
 `model.joblib` with its description `model.json` atomically.
@@ -9,11 +10,14 @@ and the job has a checkpoint folder, prints metrics for MetricDefinitions, and s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import platform
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +43,7 @@ MODEL_FILE = "model.joblib"
 METADATA_FILE = "model.json"
 FORMAT_VERSION = 2
 CLASSIFICATION, REGRESSION = evaluation.CLASSIFICATION, evaluation.REGRESSION
+UNSUPERVISED = evaluation.UNSUPERVISED
 MAX_CLASSES_INFERRED = 20  # an integer target with more distinct values is taken for regression
 
 
@@ -46,9 +51,12 @@ def common(catalogue: dict[str, Algorithm]) -> dict[str, Param]:
     """The hyperparameters every algorithm takes; `algorithm` defaults to the catalogue's first."""
     return {
         "algorithm": Param(str, next(iter(catalogue)), choices=tuple(catalogue)),
-        "task": Param(str, None, choices=(CLASSIFICATION, REGRESSION), nullable=True),
+        "task": Param(str, None, choices=(CLASSIFICATION, REGRESSION, UNSUPERVISED), nullable=True),
         "header": Param(bool, False),
         "target": Param(str, None, nullable=True),
+        # SageMaker's ContentType parameter, for tools that cannot set a channel's ContentType:
+        # 0 the data is features only, 1 it holds a target column; null: as the channel says.
+        "label_size": Param(int, None, low=0, high=1, nullable=True),
         "checkpoint_steps": Param(int, 10, low=1, high=1000),
     }
 
@@ -172,13 +180,13 @@ class _Refusal:
         return False
 
 
-def fit(job: Job, model, data, target: np.ndarray, grows: str | None, steps: int, fingerprint: str):
+def fit(job: Job, model, data, target: np.ndarray | None, grows: str | None, steps: int, fingerprint: str):
     """Fit, growing step by step with checkpoints where the model can grow and the job has a
     checkpoint folder; returns the fitted model."""
     started = time.monotonic()
     folder = checkpoints.directory(job.paths)
     if grows is None or folder is None:
-        log.info("fit started: %s on %d rows", model, len(target))
+        log.info("fit started: %s on %d rows", model, len(data))
         model.fit(data, target)
     else:
         model = grow(job, model, data, target, grows, steps, fingerprint, folder, started)
@@ -206,7 +214,7 @@ def grow(job: Job, model, data, target, grows: str, steps: int, fingerprint: str
         preprocessing.fit(data, target)
     matrix = preprocessing.transform(data) if preprocessing is not None else data
     estimator.set_params(warm_start=True)
-    log.info("fit started: %s on %d rows, checkpoints every %d %s in %s", estimator, len(target), step, grows, folder)
+    log.info("fit started: %s on %d rows, checkpoints every %d %s in %s", estimator, len(data), step, grows, folder)
     while done < total:
         job.check_stop()
         done = min(done + step, total)
@@ -222,8 +230,24 @@ def grow(job: Job, model, data, target, grows: str, steps: int, fingerprint: str
     return Pipeline([*preprocessing.steps, (last, estimator)])
 
 
+def set_n_jobs(model, jobs: int) -> dict:
+    """Every `n_jobs` of a scikit-learn model set to `jobs` (the threads of every host); returns
+    the values it replaced, to be put back before saving."""
+    params = model.get_params(deep=True) if hasattr(model, "get_params") else {}
+    replaced = {name: value for name, value in params.items() if name == "n_jobs" or name.endswith("__n_jobs")}
+    if replaced:
+        model.set_params(**dict.fromkeys(replaced, jobs))
+    return replaced
+
+
 def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _shown(column) -> str:
+    """A column as the user wrote it: a header name quoted, a position as a plain number."""
+    column = _plain(column)
+    return repr(column) if isinstance(column, str) else str(column)
 
 
 def describe(model, name: str, task: str, params: dict, features: pd.DataFrame, target_name, rows: int,
@@ -240,7 +264,7 @@ def describe(model, name: str, task: str, params: dict, features: pd.DataFrame, 
         "feature_names_from_header": header,
         "categorical_features": [str(c) for c in text_columns(features)],
         "input": contract.measure(model, features).as_json(),
-        "target": str(target_name),
+        "target": None if target_name is None else str(target_name),
         "classes": [_plain(c) for c in classes] if classes is not None else None,
         "hyperparameters": params,
         "training_rows": rows,
@@ -256,81 +280,158 @@ def describe(model, name: str, task: str, params: dict, features: pd.DataFrame, 
     }
 
 
-def is_secondary_host(job: Job) -> bool:
-    """In a multi-instance job only the first host trains, so the merged model/ has one model."""
-    hosts = job.resource_config.get("hosts") or []
-    current = job.resource_config.get("current_host")
-    return len(hosts) > 1 and current is not None and current != sorted(hosts)[0]
-
-
-def read(job: Job, name: str, header: bool, target) -> tuple[pd.DataFrame, pd.Series]:
+def read(job: Job, name: str, header: bool, target, labelled: bool = True) -> tuple[pd.DataFrame, pd.Series | None]:
+    """A channel's features and target column (None where the data is not `labelled`)."""
     mode = channels.input_mode(name, job.input_data_config)
-    table = channels.read_table(name, job.channel(name), header=header, mode=mode, target=target)
-    features, y = channels.split_target(table, target, name)
+    table = channels.read_table(name, job.channel(name), header=header, mode=mode, target=target,
+                                labelled=labelled)
+    if labelled:
+        features, y = channels.split_target(table, target, name)
+    else:
+        features, y = table.frame, None
     features = name_columns(features)
     channels.check_features(features, table)
     return features, y
 
 
-def train(job: Job, catalogue: dict[str, Algorithm]) -> None:
+def label_size(job: Job, params: dict) -> tuple[int | None, str]:
+    """Whether the data holds a target column (1), is features only (0) or does not say (None),
+    from the hyperparameter label_size and the channels' ContentType, and where that was said."""
+    said = {}
+    for channel in ("training", "validation"):
+        size = channels.check_content_type(channel, job.input_data_config)
+        if size is not None:
+            said[f"channel '{channel}' ContentType label_size={size}"] = size
+    if params["label_size"] is not None:
+        said[f"hyperparameter label_size={params['label_size']}"] = params["label_size"]
+    if len(set(said.values())) > 1:
+        raise UserError(f"{' but '.join(said)}: they disagree; say whether the data holds a target column "
+                        f"(label_size=1) or features only (label_size=0) in one way")
+    if not said:
+        return None, ""
+    return next(iter(said.values())), next(iter(said))
+
+
+def supervision(name: str, algorithm: Algorithm, params: dict, size: int | None, source: str) -> tuple[bool, bool]:
+    """(whether the model learns from features alone, whether the data holds a target column)."""
+    task = params["task"]
+    if task is not None:
+        unsupervised = task == UNSUPERVISED
+    elif UNSUPERVISED not in algorithm.tasks:
+        unsupervised = False
+    else:
+        unsupervised = size == 0 or not algorithm.supervised
+    if unsupervised:
+        check_task(name, algorithm, UNSUPERVISED)
+        # A target column the job names (or declares) is left out: it is no feature.
+        return True, size == 1 or (size is None and params["target"] is not None)
+    if size == 0:
+        raise UserError(
+            f"the data is features only ({source}), but algorithm '{name}' learns a target "
+            f"({' or '.join(t for t in algorithm.tasks if t != UNSUPERVISED)}); give data with its target column "
+            f"(the first, or the one the hyperparameter target names) and label_size=1, or choose an algorithm "
+            f"with tasks=(\"unsupervised\",)")
+    return False, True
+
+
+def extra_metrics(name: str, algorithm: Algorithm, model, inputs, target) -> dict[str, float]:
+    """The figures the algorithm's own `metrics` gives, checked: names and finite-or-NaN numbers."""
+    if algorithm.metrics is None:
+        return {}
+    figures = algorithm.metrics(model, inputs, target)
+    if not isinstance(figures, dict):
+        raise AlgorithmError(f"algorithm '{name}': metrics() must return a dict of name to number, "
+                             f"not {type(figures).__name__}")
+    checked = {}
+    for key, value in figures.items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise AlgorithmError(f"algorithm '{name}': metrics() gave {key!r}: {value!r}; "
+                                 f"each metric is a name and a number")
+        checked[key] = float(value)
+    return checked
+
+
+Reader = Callable[[str, bool, Any], tuple[pd.DataFrame, pd.Series]]
+
+
+def train(job: Job, catalogue: dict[str, Algorithm], reader: Reader | None = None,
+          backend: tuple[int, Callable[[], AbstractContextManager]] | None = None) -> None:
+    """Train on this host. A job across hosts (training.multihost) passes the `reader` of a
+    channel's rows from every host, and the `backend` the fit's joblib work runs on: its
+    parallelism (n_jobs) and a context that selects it."""
     check_catalogue(catalogue)
     params = parse_hyperparameters(job.hyperparameters, catalogue)
-    if is_secondary_host(job):
-        log.info("host %s is not the first of %s; only the first host trains, exiting",
-                 job.resource_config["current_host"], job.resource_config["hosts"])
-        return
-    for channel in ("training", "validation"):
-        channels.check_content_type(channel, job.input_data_config)
+    size, source = label_size(job, params)
     name, header, target = params["algorithm"], params["header"], params["target"]
     algorithm = catalogue[name]
     if params["task"] is not None:
         check_task(name, algorithm, params["task"])
+    unsupervised, labelled = supervision(name, algorithm, params, size, source)
+    if reader is not None and not labelled:
+        raise UserError(f"algorithm '{name}' learns from features only, which trains on one instance; "
+                        f"set the job's instance count to 1")
+    reader = reader or (lambda channel, header, target: read(job, channel, header, target, labelled))
     if target is not None and not target.lstrip("-").isdigit() and not header:
         raise UserError(f"target {target!r} is a column name, which needs header=true; "
                         f"or give the column's 0-based index")
 
     started = time.monotonic()
-    features, y = read(job, "training", header, target)
-    target_name = y.name
-    log.info("read %d training rows with %d features in %.1fs", len(y), features.shape[1],
+    features, y = reader("training", header, target)
+    rows = len(features)
+    target_name = None if unsupervised else y.name
+    log.info("read %d training rows with %d features in %.1fs", rows, features.shape[1],
              time.monotonic() - started)
-    task = params["task"] or infer_task(y)
-    check_task(name, algorithm, task, inferred_from=None if params["task"] else repr(str(target_name)))
+    if unsupervised:
+        task = UNSUPERVISED
+        if labelled:
+            log.info("algorithm %s takes no target: column %s is left out (%s)", name, _plain(y.name),
+                     source or f"hyperparameter target={target}")
+        else:
+            log.info("no target: algorithm %s learns from all %d columns%s", name, features.shape[1],
+                     "" if size == 0 else " (if one is a label, set label_size=1 and target to leave it out)")
+    else:
+        if size is None and target is None:
+            log.info("target: the first column (SageMaker's convention); for data without one, "
+                     "set label_size=0 with an unsupervised algorithm")
+        task = params["task"] or infer_task(y)
+        check_task(name, algorithm, task, inferred_from=None if params["task"] else repr(str(_plain(target_name))))
     own = for_task(name, algorithm, params, job.hyperparameters, task)
     params = {key: value for key, value in params.items()  # as model.json records them: for this task
               if key not in algorithm.hyperparameters or algorithm.hyperparameters[key].applies_to(task)}
-    target_values = prepare_target(y, task)
+    target_values = None if unsupervised else prepare_target(y, task)
     if task == CLASSIFICATION and len(np.unique(target_values)) < 2:
-        raise UserError(f"the target column {target_name!r} holds one class only; a classifier needs at least two")
+        raise UserError(f"the target column {_shown(target_name)} holds one class only; "
+                        f"a classifier needs at least two")
 
     validation = None
     if job.has_channel("validation"):
-        v_features, v_y = read(job, "validation", header, target)
+        v_features, v_y = reader("validation", header, target)
         if list(v_features.columns) != list(features.columns):
             raise UserError(f"the validation channel has {v_features.shape[1]} features "
                             f"({', '.join(map(str, v_features.columns[:5]))}...) but training has "
                             f"{features.shape[1]} ({', '.join(map(str, features.columns[:5]))}...)")
-        validation = (v_features, prepare_target(v_y, task))
+        validation = (v_features, None if unsupervised else prepare_target(v_y, task))
 
     array = fits_on_array(features, algorithm)
     data = model_input(features, array)
     cpus = resources.cpus()
     log.info("CPUs: %s; memory: %s", cpus, resources.describe_memory(resources.memory()))
+    jobs, parallel = backend or (cpus.value, contextlib.nullcontext)
     # n_jobs=-1 and the native thread pools (OpenMP, BLAS) use the CPUs this container may use.
-    with _Refusal(name, task, own), threadpool_limits(cpus.value):
+    with _Refusal(name, task, own), threadpool_limits(cpus.value), parallel():
         if algorithm.fit is not None:
-            log.info("fit started: algorithm %s on %d rows", name, len(y))
+            log.info("fit started: algorithm %s on %d rows", name, rows)
             fit_started = time.monotonic()
             model = algorithm.fit(dict(own), task, features, target_values)
             log.info("fit finished in %.1fs", time.monotonic() - fit_started)
             job.check_stop()
         else:
             model = algorithm.build(dict(own), task, features)
-            replaced = resources.limit_n_jobs(model, cpus.value)
+            replaced = resources.limit_n_jobs(model, jobs) if backend is None else set_n_jobs(model, jobs)
             if replaced:
-                log.info("fitting with %s=%d", ", ".join(replaced), cpus.value)
+                log.info("fitting with %s=%d", ", ".join(replaced), jobs)
             fingerprint = checkpoints.fingerprint(
-                params=params, task=task, rows=len(y), columns=list(map(str, features)),
+                params=params, task=task, rows=rows, columns=list(map(str, features)),
                 sample=pd.util.hash_pandas_object(features.head(1000)).sum())
             model = fit(job, model, data, target_values, algorithm.grows, params["checkpoint_steps"], fingerprint)
             if replaced:
@@ -341,17 +442,20 @@ def train(job: Job, catalogue: dict[str, Algorithm]) -> None:
         evaluated["validation"] = (model_input(validation[0], array), validation[1])
     metrics = {}
     for channel, (inputs, values) in evaluated.items():
-        metrics[channel] = evaluation.scores(task, model, inputs, values)
+        metrics[channel] = {} if unsupervised else evaluation.scores(task, model, inputs, values)
+        metrics[channel].update(extra_metrics(name, algorithm, model, inputs, values))
         for metric, value in metrics[channel].items():
             log_metric(channel, metric, value)
     output = job.paths.output_data
     evaluation.write_metrics(output / "metrics.json", metrics)
-    channel = "validation" if validation is not None else "train"  # the figure of held-out data, if any
-    inputs, values = evaluated[channel]
-    evaluation.write_figure(output / "evaluation.svg", task, model, inputs, values, channel)
+    if not unsupervised:  # the figures compare predictions with the target
+        channel = "validation" if validation is not None else "train"  # the figure of held-out data, if any
+        inputs, values = evaluated[channel]
+        evaluation.write_figure(output / "evaluation.svg", task, model, inputs, values, channel)
 
-    description = describe(model, name, task, params, features, target_name, len(y), metrics, header)
+    description = describe(model, name, task, params, features, target_name, rows, metrics, header)
     save_model(job.paths.model, {
         MODEL_FILE: lambda path: joblib.dump(model, path),
         METADATA_FILE: lambda path: path.write_text(json.dumps(description, indent=2) + "\n"),
     })
+    job.saved.set()

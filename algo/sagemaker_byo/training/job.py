@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import settings
-from ..errors import AlgorithmError, TrainingStopped, UserError
+from ..errors import AlgorithmError, TrainingStopped, UserError, missing_library
 
 log = logging.getLogger("train")
 
@@ -43,6 +43,12 @@ class Job:
     resource_config: dict[str, Any]
     stop_requested: threading.Event = field(default_factory=threading.Event)
     resume_note: str | None = None  # set by a fit that checkpoints: said when the job is stopped
+    # Set once the model is in place: a SIGTERM after it (local mode stops every host as soon as
+    # one exits) ends the job as a success instead of failing a finished job.
+    saved: threading.Event = field(default_factory=threading.Event)
+    # Ends the job at once from any thread with this error's failure file and exit code (a fit
+    # in native code cannot be interrupted otherwise); set by `run`.
+    abort: Callable[[BaseException], None] | None = None
 
     def channel(self, name: str) -> Path:
         return self.paths.channel(name)
@@ -166,6 +172,12 @@ def _finish(paths: settings.Paths, error: BaseException) -> int:
         write_failure(paths, f"UserError: {error}")
         log.error("training failed (user error): %s", error)
         return EXIT_USER_ERROR
+    missing = missing_library(error)
+    if missing is not None:  # the image lacks what the algorithm needs: the fork's to fix, not a bug
+        write_failure(paths, f"UserError: the algorithm needs a library: {missing}")
+        log.error("training failed (a library is missing): %s\n%s", missing,
+                  "".join(traceback.format_exception(error)))
+        return EXIT_USER_ERROR
     detail = f"{type(error).__name__}: {error}"
     write_failure(
         paths,
@@ -188,15 +200,29 @@ def run(train: Callable[[Job], None]) -> None:
         try:
             job = load_job(paths)
             job.stop_requested = stop
+            job.abort = abort
             jobs.append(job)
             train(job)
             outcome.append(None)
         except BaseException as error:  # noqa: BLE001 - everything must reach the failure file
             outcome.append(error)
 
+    def abort(error: BaseException) -> None:
+        if isinstance(error, MemoryError):
+            error = UserError("out of memory while training; use an instance type with more memory or less data")
+        code = _finish(paths, error)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
+
     def on_sigterm(signum: int, frame: Any) -> None:
         # Runs in the main thread even while the worker sits in native code: stop now.
         stop.set()
+        if jobs and jobs[0].saved.is_set():
+            log.info("SIGTERM after the model was saved: the job is complete")
+            logging.shutdown()
+            sys.stdout.flush()
+            os._exit(0)
         note = jobs[0].resume_note if jobs else None
         reason = ("training was stopped by SIGTERM (StopTrainingJob, MaxRuntimeInSeconds or a Spot "
                   "interruption)" + (f"; {note}" if note else ""))

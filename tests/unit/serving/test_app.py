@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -94,7 +95,7 @@ def test_invoke_hands_the_raw_body_and_content_type_to_input_fn(iris_model, make
 
 @pytest.mark.parametrize(("body", "content_type", "accept", "error", "message"), [
     (b"", "text/csv", None, BadRequest, "the request body is empty; send one or more rows"),
-    (b"1,2\n", "text/csv", None, BadRequest, "each row needs 4 features, got 2"),
+    (b"1,2\n", "text/csv", None, BadRequest, "row 1 has 2 values; the model takes 4"),
     (b"1,2,3,x\n", "text/csv", None, BadRequest, "row 1, column 4: 'x' is not a number"),
     (b"<rows/>", "application/xml", None, UnsupportedMediaType, "Content-Type 'application/xml' is not supported"),
     (b"1,2,3,4\n", "text/csv", "application/xml", NotAcceptable, "cannot answer in 'application/xml'"),
@@ -132,7 +133,7 @@ def test_conform_compares_columns_with_the_model(iris_model, shape, raises):
     data = np.zeros(shape)
     measured = contract.measure_loaded(iris_model)
     if raises:
-        with pytest.raises(BadRequest, match="each row needs 4 features, got 5"):
+        with pytest.raises(BadRequest, match="row 1 has 5 values; the model takes 4"):
             contract.conform(data, measured)
     else:
         assert contract.conform(data, measured) is data
@@ -395,8 +396,9 @@ def test_unsupported_content_type_returns_415(client, content_type):
 
 @pytest.mark.parametrize(("body", "message"), [
     (b"", "the request body is empty; send one or more rows\n"),
-    (b"1,2,3\n", "each row needs 4 features, got 3\n"),
-    (b"1,2,3,4\n5,6\n", "CSV row 2 has 2 values but row 1 has 4\n"),
+    (b"1,2,3\n", "row 1 has 3 values; the model takes 4\n"),
+    (b"1,2,3,4\n5,6\n", "CSV row 2 has 2 values; the model takes 4\n"),
+    (b"1,2,3,4,5\n5,6,7,8\n", "CSV row 1 has 5 values; the model takes 4\n"),  # the first row is the odd one
     (b"1,2,three,4\n", "row 1, column 3: 'three' is not a number\n"),
     (b"1,2,inf,4\n", "row 1, column 3 is infinite or too large; send finite numbers\n"),
     (b"1,2,\xff,4\n", "the body is not valid utf-8 text (byte 4)\n"),
@@ -430,8 +432,8 @@ def test_body_at_the_limit_is_served(make_client, make_config):
 
 
 @pytest.mark.parametrize(("method", "path", "status", "message"), [
-    ("get", "/nowhere", 404, "no such route; this server answers /ping and /invocations\n"),
-    ("post", "/predict", 404, "no such route; this server answers /ping and /invocations\n"),
+    ("get", "/nowhere", 404, "no such route; this server answers /ping, /invocations and /execution-parameters\n"),
+    ("post", "/predict", 404, "no such route; this server answers /ping, /invocations and /execution-parameters\n"),
     ("get", "/invocations", 405, "GET is not allowed on '/invocations'\n"),
     ("post", "/ping", 405, "POST is not allowed on '/ping'\n"),
     ("delete", "/invocations", 405, "DELETE is not allowed on '/invocations'\n"),
@@ -491,3 +493,15 @@ def test_the_model_is_loaded_once_when_the_app_is_created(make_client, iris_mode
         assert client.post("/invocations", data=b"1,2,3,4\n", content_type="text/csv").status_code == 200
     assert client.get("/ping").status_code == 200
     assert loads == [1]
+
+
+@pytest.mark.parametrize("multi_model", [False, True])
+def test_the_404_names_every_route_of_the_mode_as_nginx_routes_them(make_config, multi_model, tmp_path):
+    from sagemaker_byo.serving.supervisor import render_nginx_conf
+
+    config = make_config(multi_model=multi_model)
+    rendered = render_nginx_conf(config, tmp_path, tmp_path / "socket")
+    routed = set(re.findall(r"location = (/[\w-]+) ", rendered)) - {"/_errors"}
+    named = set(re.findall(r"/[\w<>/-]+", config.routes))
+    assert routed - {"/invocations"} <= named if multi_model else routed <= named, (routed, config.routes)
+    assert "/execution-parameters" in named

@@ -112,6 +112,20 @@ def test_ragged_rows_are_a_400_naming_the_row(body, message, size):
     assert raised.value.message == message
 
 
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("body", "message"), [
+    (b"1,2,3\n4,5\n6,7\n", "CSV row 1 has 3 values; the model takes 2"),  # the first row, not the second
+    (b"1,2\n3,4\n5,6,7\n", "CSV row 3 has 3 values; the model takes 2"),
+    (b"1,2\n\n3,4,5\n", "CSV row 3 has 3 values; the model takes 2"),
+    (b'1,"a"\n2,"b",3\n', "CSV row 2 has 3 values; the model takes 2"),
+])
+def test_a_row_of_another_width_than_the_models_is_named_by_its_number(body, message, size):
+    data, _ = sized(body, size)
+    with pytest.raises(BadRequest) as raised:
+        decode(data, "text/csv", 2)
+    assert raised.value.message == message
+
+
 NON_NUMERIC = [
     (b"a,2\n", [["a", 2.0]], "row 1, column 1: 'a' is not a number"),
     (b"1,2\n3,four\n", [[1.0, 2.0], [3.0, "four"]], "row 2, column 2: 'four' is not a number"),

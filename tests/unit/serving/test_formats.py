@@ -462,9 +462,9 @@ def test_conform_names_the_columns_of_an_array_for_a_model_with_feature_names(na
 
 
 @pytest.mark.parametrize(("contract", "data", "message"), [
-    ("unnamed", np.zeros((2, 5)), "each row needs 4 features, got 5"),
-    ("unnamed", np.zeros((1, 3)), "each row needs 4 features, got 3"),
-    ("named", np.zeros((2, 5)), "each row needs 4 features, got 5"),
+    ("unnamed", np.zeros((2, 5)), "row 1 has 5 values; the model takes 4"),
+    ("unnamed", np.zeros((1, 3)), "row 1 has 3 values; the model takes 4"),
+    ("named", np.zeros((2, 5)), "row 1 has 5 values; the model takes 4"),
     ("named", frame(NAMES[:3], [(1, 2, 3)]),
      "feature names do not match the model's (missing 'petal_width')"),
     ("named", frame([*NAMES, "colour"], [(1, 2, 3, 4, 5)]),
@@ -704,7 +704,7 @@ def test_a_blank_line_is_a_400_naming_its_row_for_a_model_that_needs_values(serv
      "feature names do not match the model's (missing 'sepal_width', 'petal_length', 'petal_width')\n"),
     ("iris_pipeline", "application/json", json_of([[5.1, None, 1.4, 0.2]]),
      "row 1, column 2 (sepal_width) is missing; this model needs a value there\n"),
-    ("iris_model", "application/x-npy", npy([1.0, 2.0]), "each row needs 4 features, got 2\n"),
+    ("iris_model", "application/x-npy", npy([1.0, 2.0]), "row 1 has 2 values; the model takes 4\n"),
     ("iris_model", "application/json", b"[[1, 2, 3, 4]", "the JSON body is not valid JSON: "
                                                           "Expecting ',' delimiter: line 1 column 14 (char 13)\n"),
     ("iris_model", "application/x-npy", npy(np.array([SETOSA], dtype=object)),

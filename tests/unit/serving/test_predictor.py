@@ -56,7 +56,7 @@ def test_input_fn_rejects_what_it_cannot_read(predictor, invocation, body, conte
 def test_input_fn_holds_rows_to_the_models_contract(predictor, invocation):
     with pytest.raises(BadRequest, match="row 2, column 3: 'x' is not a number"):
         predictor.input_fn(b"5.1,3.5,1.4,0.2\n5.1,3.5,x,0.2\n", "text/csv", invocation())
-    with pytest.raises(BadRequest, match="each row needs 4 features, got 2"):
+    with pytest.raises(BadRequest, match="row 1 has 2 values; the model takes 4"):
         predictor.input_fn(b"1,2\n", "text/csv", invocation())
 
 

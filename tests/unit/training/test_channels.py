@@ -297,11 +297,26 @@ def test_empty_channel_folder_says_it_found_nothing(tmp_path):
         channel_files("training", channel(tmp_path, {}))
 
 
-@pytest.mark.parametrize("content_type", [None, "text/csv", "text/csv; label_size=1", "TEXT/CSV"])
-def test_csv_channel_content_type_is_accepted(content_type):
+@pytest.mark.parametrize("content_type", [None, "text/csv", "TEXT/CSV", "text/csv; charset=utf-8"])
+def test_csv_channel_content_type_is_accepted_and_says_no_label_size(content_type):
     config = {"training": {"ContentType": content_type}} if content_type else {"training": {}}
     assert check_content_type("training", config) is None
     assert check_content_type("training", {}) is None
+
+
+@pytest.mark.parametrize(("content_type", "size"), [
+    ("text/csv;label_size=0", 0), ("text/csv; label_size=0", 0), ("Text/CSV; charset=utf-8; Label_Size=0", 0),
+    ('text/csv; label_size="0"', 0), ("text/csv; label_size=1", 1), ("text/csv;label_size=1 ", 1),
+])
+def test_content_type_label_size_parameter_is_parsed(content_type, size):
+    assert check_content_type("training", {"training": {"ContentType": content_type}}) == size
+
+
+@pytest.mark.parametrize("value", ["2", "-1", "one", ""])
+def test_a_label_size_other_than_0_or_1_is_a_user_error(value):
+    with pytest.raises(UserError, match=f"label_size must be 0 \\(features only\\) or 1 \\(a target column\\), "
+                                        f"got {value}$"):
+        check_content_type("training", {"training": {"ContentType": f"text/csv; label_size={value}"}})
 
 
 @pytest.mark.parametrize("content_type", ["application/x-recordio-protobuf", "application/x-parquet"])

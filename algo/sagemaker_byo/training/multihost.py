@@ -1,0 +1,337 @@
+"""A training job on one host or several: `train(job, ALGORITHMS)`.
+
+One host (resourceconfig.json lists one, or is absent): `fitting.train`, as always. Several
+hosts: an algorithm that declares no `distributed` way is refused before any data is read;
+otherwise every host joins a Dask cluster (training.distributed) and the leader trains:
+
+- "data_parallel": each host reads its own files and keeps them; the leader learns their
+  columns, categories and classes, fits the preprocessing on that summary, and the final
+  estimator trains through its Dask twin (LightGBM's), each host on its own rows. The model
+  saved is the plain estimator in the usual pipeline.
+- "joblib": the leader gathers every host's rows (refused, with the figures, when they would not
+  fit its memory) and fits with joblib's Dask backend, so a forest's trees are built on every
+  host's cores.
+
+Only the leader writes /opt/ml/model; a worker host exits 0 once the leader has succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import operator
+import time
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+
+from .. import resources, settings
+from ..errors import AlgorithmError, UserError
+from . import channels, cluster, evaluation, fitting
+from .algorithms import Algorithm
+from .job import Job, save_model
+from .job import metric as log_metric
+
+log = logging.getLogger("train")
+
+# The leader holds every host's rows for a "joblib" fit: refused when they need more than this
+# share of its memory (a fit takes a few times the data's size).
+GATHER_SHARE = 0.5
+# Final estimators data_parallel can train, by class, with the Dask class that trains them.
+DASK_TWINS = {
+    "lightgbm.sklearn.LGBMClassifier": ("lightgbm.dask", "DaskLGBMClassifier"),
+    "lightgbm.sklearn.LGBMRegressor": ("lightgbm.dask", "DaskLGBMRegressor"),
+}
+# Preprocessing data_parallel fits on the summary of every host's rows: steps whose fit needs only
+# the columns and their categories (exact on the summary). A median or a scale is not.
+SUMMARY_STEPS = (ColumnTransformer, Pipeline, OrdinalEncoder, OneHotEncoder)
+
+
+def train(job: Job, catalogue: dict[str, Algorithm]) -> None:
+    plan = cluster.plan(job.resource_config)
+    if not plan.several:
+        fitting.train(job, catalogue)
+        return
+    fitting.check_catalogue(catalogue)
+    params = fitting.parse_hyperparameters(job.hyperparameters, catalogue)
+    name = params["algorithm"]
+    refuse_unless_distributed(name, catalogue, plan)
+    cluster.check_input_modes(plan, job.input_data_config)
+    for channel in ("training", "validation"):
+        channels.check_content_type(channel, job.input_data_config)
+
+    from . import distributed  # noqa: PLC0415 - Dask is loaded only by a job of several hosts
+
+    config = settings.cluster()
+    deadline = time.monotonic() + config.wait
+    addresses = {host: cluster.resolve(host, max(1.0, deadline - time.monotonic())) for host in plan.hosts}
+    log.info("host %s of %s (leader %s); addresses: %s", plan.current, ", ".join(plan.hosts), plan.leader,
+             ", ".join(f"{h}={a}" for h, a in addresses.items()))
+    sizes = distributed.Sizes.here()
+    if not plan.is_leader:
+        distributed.serve(plan, addresses[plan.current], addresses[plan.leader], config, sizes)
+        return
+    leader = distributed.Leader(plan, addresses[plan.current], config, sizes)
+    succeeded = False
+    try:
+        leader.start()
+        leader.wait_for_workers()
+        if catalogue[name].distributed == "joblib":
+            gathered(job, catalogue, name, leader)
+        else:
+            data_parallel(job, catalogue[name], params, leader)
+        succeeded = True
+    finally:
+        leader.finish(succeeded)
+
+
+def refuse_unless_distributed(name: str, catalogue: dict[str, Algorithm], plan: cluster.Plan) -> None:
+    if catalogue[name].distributed is not None:
+        return
+    able = [n for n, a in catalogue.items() if a.distributed is not None]
+    raise UserError(f"algorithm '{name}' trains on one host, and this job has {len(plan.hosts)} "
+                    f"({', '.join(plan.hosts)}); set instance_count=1, or use an algorithm that trains on several "
+                    f"hosts: {', '.join(able) or 'none in this catalogue'}")
+
+
+def _on_every_host(leader, function, *args, hosts=None) -> dict[str, Any]:
+    """Futures of `function(*args)` run on each host's worker, by host."""
+    return {host: leader.client.submit(function, *args, workers=[address], allow_other_workers=False, pure=False)
+            for host, address in leader.workers.items() if hosts is None or host in hosts}
+
+
+def _each(leader, function, futures: dict[str, Any], *args) -> dict[str, Any]:
+    """`function(part, *args)` on the host that holds each part, gathered to the leader."""
+    results = {host: leader.client.submit(function, future, *args, workers=[leader.workers[host]],
+                                          allow_other_workers=False, pure=False)
+               for host, future in futures.items()}
+    return dict(zip(results, leader.client.gather(list(results.values())), strict=True))
+
+
+def _check_columns(summaries: dict, channel: str) -> None:
+    first = next(iter(summaries.values()))
+    for summary in summaries.values():
+        if summary.columns != first.columns:
+            raise UserError(f"channel '{channel}': host {summary.host}'s files have the columns "
+                            f"{summary.columns[:5]}... but host {first.host}'s have {first.columns[:5]}...; "
+                            f"every file needs the same columns")
+
+
+# -- "joblib": the leader gathers the rows, the fit's joblib work runs on every host -----------------
+
+
+def gathered(job: Job, catalogue: dict[str, Algorithm], name: str, leader) -> None:
+    from . import distributed  # noqa: PLC0415
+
+    memory = resources.memory().value
+
+    def reader(channel: str, header: bool, target) -> tuple[pd.DataFrame, pd.Series]:
+        parts = _on_every_host(leader, distributed.read_share, channel, header, target)
+        summaries = {h: s for h, s in _each(leader, distributed.summarise, parts, 0).items() if s is not None}
+        if not summaries:
+            raise UserError(f"channel '{channel}' has no data rows on any of the hosts {', '.join(leader.workers)}")
+        _check_columns(summaries, channel)
+        total = sum(s.nbytes for s in summaries.values())
+        if total > GATHER_SHARE * memory:
+            each = ", ".join(f"{h}: {s.nbytes / resources.GIB:.2f}" for h, s in summaries.items())
+            raise UserError(
+                f"algorithm '{name}' fits on the leader, which holds every host's rows: channel '{channel}' holds "
+                f"{total / resources.GIB:.2f} GiB ({each} GiB) and the leader may use {GATHER_SHARE:.0%} of its "
+                f"{memory / resources.GIB:.2f} GiB; use an "
+                f"instance type with more memory, or algorithm 'lightgbm', which keeps each host's rows on that host")
+        pieces = _each(leader, distributed.gather_rows, {h: parts[h] for h in summaries})
+        leader.client.cancel(list(parts.values()))
+        features = pd.concat([p[0] for p in pieces.values()], ignore_index=True)
+        target_values = pd.concat([p[1] for p in pieces.values()], ignore_index=True)
+        log.info("channel %s: gathered %d rows from %s", channel, len(features),
+                 ", ".join(f"{h} ({s.rows})" for h, s in summaries.items()))
+        return features, target_values
+
+    threads = sum(w["nthreads"] for w in leader.client.scheduler_info(n_workers=-1)["workers"].values())
+    log.info("fitting on every host's cores through joblib's Dask backend: %d threads", threads)
+    fitting.train(job, catalogue, reader=reader,
+                  backend=(threads, lambda: joblib.parallel_config(backend="dask", client=leader.client)))
+
+
+# -- "data_parallel": each host keeps its rows -----------------------------------------------------
+
+
+def _task(params: dict, summaries: dict) -> str:
+    if params["task"] is not None:
+        return params["task"]
+    values = [s.target_values for s in summaries.values()]
+    if any(s.target_kind not in "biuf" for s in summaries.values()):
+        return fitting.CLASSIFICATION
+    if any(v is None for v in values):
+        return fitting.REGRESSION
+    distinct = set().union(*map(set, values))
+    whole = all(float(v) == round(float(v)) for v in distinct)
+    return fitting.CLASSIFICATION if whole and len(distinct) <= fitting.MAX_CLASSES_INFERRED else fitting.REGRESSION
+
+
+def _summary_frame(summaries: dict) -> pd.DataFrame:
+    """Rows of every host, and rows that carry every category seen on any host: what the
+    preprocessing is fitted on, and the model's input contract measured on."""
+    frame = pd.concat([s.sample for s in summaries.values()], ignore_index=True)
+    categories: dict[str, set] = {}
+    for summary in summaries.values():
+        for column, values in summary.categories.items():
+            categories.setdefault(column, set()).update(values)
+    longest = max((len(v) for v in categories.values()), default=0)
+    if longest:
+        extra = pd.DataFrame([frame.iloc[0].to_dict()] * longest)
+        for column, values in categories.items():
+            ordered = sorted(values)
+            extra[column] = [ordered[i % len(ordered)] for i in range(longest)]
+        frame = pd.concat([frame, extra.astype(frame.dtypes.to_dict())], ignore_index=True)
+    return frame
+
+
+def _check_summary_steps(preprocessing) -> None:
+    stack = [preprocessing]
+    while stack:
+        step = stack.pop()
+        if isinstance(step, str) or step is None:
+            continue
+        if isinstance(step, SimpleImputer) and step.strategy == "constant":
+            continue
+        if not isinstance(step, SUMMARY_STEPS):
+            raise AlgorithmError(f"a data_parallel algorithm's preprocessing is fitted on what every host's rows hold "
+                                 f"(columns, categories); {type(step).__name__} needs the rows themselves")
+        if isinstance(step, Pipeline):
+            stack.extend(s for _, s in step.steps)
+        elif isinstance(step, ColumnTransformer):
+            stack.extend(t for _, t, _ in step.transformers)
+
+
+def _twin(estimator, client):
+    import importlib  # noqa: PLC0415
+
+    kind = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
+    if kind not in DASK_TWINS:
+        raise AlgorithmError(f"a data_parallel algorithm's final estimator must be one of {', '.join(DASK_TWINS)}; "
+                             f"this one is {kind}")
+    module, name = DASK_TWINS[kind]
+    params = {k: v for k, v in estimator.get_params().items() if not (k == "n_jobs" and v is None)}
+    return getattr(importlib.import_module(module), name)(client=client, **params)  # threads: each worker's
+
+
+def data_parallel(job: Job, algorithm: Algorithm, params: dict, leader) -> None:
+    import dask.array as da  # noqa: PLC0415
+
+    from . import distributed  # noqa: PLC0415
+
+    client = leader.client
+    name, header, target = params["algorithm"], params["header"], params["target"]
+    if params["task"] is not None:
+        fitting.check_task(name, algorithm, params["task"])
+    started = time.monotonic()
+    parts = _on_every_host(leader, distributed.read_share, "training", header, target)
+    summaries = {h: s for h, s in _each(leader, distributed.summarise, parts, fitting.MAX_CLASSES_INFERRED).items()
+                 if s is not None}
+    if not summaries:
+        raise UserError(f"channel 'training' has no data rows on any of the hosts {', '.join(leader.workers)}")
+    _check_columns(summaries, "training")
+    rows = sum(s.rows for s in summaries.values())
+    log.info("read %d training rows in %.1fs, kept where they were read: %s", rows, time.monotonic() - started,
+             ", ".join(f"{h} {s.rows} rows ({s.nbytes / 2**20:.1f} MiB)" for h, s in summaries.items()))
+    task = _task(params, summaries)
+    check_inferred = None if params["task"] else "the target column"
+    fitting.check_task(name, algorithm, task, inferred_from=check_inferred)
+    own = fitting.for_task(name, algorithm, params, job.hyperparameters, task)
+    params = {key: value for key, value in params.items()
+              if key not in algorithm.hyperparameters or algorithm.hyperparameters[key].applies_to(task)}
+    classes = None
+    if task == fitting.CLASSIFICATION:
+        classes = _sorted(set().union(*(set(s.target_values or []) for s in summaries.values())))
+        if len(classes) < 2:
+            raise UserError("the target column holds one class only; a classifier needs at least two")
+        for summary in summaries.values():
+            missing = [c for c in classes if c not in set(summary.target_values or [])]
+            if missing:
+                raise UserError(
+                    f"host {summary.host}'s rows hold no row of class(es) {missing[:5]}; LightGBM across hosts needs "
+                    f"every class on every host that holds rows (shuffle the rows across the files before the "
+                    f"job, or train on one host)")
+
+    summary = _summary_frame(summaries)
+    with fitting._Refusal(name, task, own):
+        model = algorithm.build(dict(own), task, summary)
+        if isinstance(model, Pipeline):
+            preprocessing, (last, estimator) = model[:-1], model.steps[-1]
+            _check_summary_steps(preprocessing)
+            preprocessing.fit(summary)
+        else:
+            preprocessing, last, estimator = None, None, model
+        twin = _twin(estimator, client)
+        width = preprocessing.transform(summary.head(1)).shape[1] if preprocessing is not None else summary.shape[1]
+        prepared = _prepared(leader, distributed.prepare, parts, summaries, task, preprocessing)
+        features = da.concatenate([da.from_delayed(client.submit(operator.getitem, f, 0, workers=[leader.workers[h]]),
+                                                   shape=(summaries[h].rows, width), dtype=np.float32)
+                                   for h, f in prepared.items()])
+        labels = da.concatenate([da.from_delayed(client.submit(operator.getitem, f, 1, workers=[leader.workers[h]]),
+                                                 shape=(summaries[h].rows,), dtype=_label_dtype(task, classes))
+                                 for h, f in prepared.items()])
+        log.info("fit started: %s on %d rows across %s", twin, rows, ", ".join(summaries))
+        watch = leader.watch(job, list(summaries), f"the {name} fit")
+        fit_started = time.monotonic()
+        try:
+            twin.fit(features, labels)
+        finally:
+            watch.set()
+        log.info("fit finished in %.1fs", time.monotonic() - fit_started)
+        job.check_stop()
+        estimator = twin.to_local()
+        client.cancel(list(prepared.values()))
+    model = estimator if preprocessing is None else Pipeline([*preprocessing.steps, (last, estimator)])
+
+    metrics = {"train": _scores(leader, parts, summaries, model, task, classes)}
+    if job.has_channel("validation"):
+        held_out = _on_every_host(leader, distributed.read_share, "validation", header, target)
+        metrics["validation"] = _scores(leader, held_out, None, model, task, classes)
+    for channel, values in metrics.items():
+        for metric, value in values.items():
+            log_metric(channel, metric, value)
+    evaluation.write_metrics(job.paths.output_data / "metrics.json", metrics)
+    target_name = next(iter(summaries.values())).target_name
+    description = fitting.describe(model, name, task, params, summary, target_name, rows, metrics, header)
+    description["hosts"] = {h: s.rows for h, s in summaries.items()}
+    save_model(job.paths.model, {
+        fitting.MODEL_FILE: lambda path: joblib.dump(model, path),
+        fitting.METADATA_FILE: lambda path: path.write_text(json.dumps(description, indent=2) + "\n"),
+    })
+    job.saved.set()
+
+
+def _sorted(values: set) -> list:
+    try:
+        return sorted(values)
+    except TypeError:  # numbers and text mixed: the target is read as text
+        return sorted(values, key=str)
+
+
+def _label_dtype(task: str, classes):
+    if task == fitting.REGRESSION:
+        return np.float64
+    return np.asarray(classes).dtype if np.asarray(classes).dtype.kind in "biuf" else object
+
+
+def _prepared(leader, prepare, parts: dict, summaries: dict, task: str, preprocessing) -> dict:
+    return {host: leader.client.submit(prepare, parts[host], task, preprocessing, workers=[leader.workers[host]],
+                                       allow_other_workers=False, pure=False)
+            for host in summaries}
+
+
+def _scores(leader, parts: dict, summaries: dict | None, model, task: str, classes) -> dict[str, float]:
+    from . import distributed  # noqa: PLC0415
+
+    partial = [p for p in _each(leader, distributed.partial_scores, parts, model, task, classes).values() if p]
+    if not partial:
+        raise UserError(f"channel 'validation' has no data rows on any of the hosts {', '.join(leader.workers)}")
+    return evaluation.combine(task, partial)
