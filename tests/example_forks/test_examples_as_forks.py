@@ -60,6 +60,11 @@ def test_every_example_has_a_fork_description():
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
+def test_each_examples_readme_applies_it_as_ci_does(example):
+    assert f"python3 examples/apply.py {example}" in (REPO / "examples" / example / "README.md").read_text()
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
 def test_the_plumbing_tiers_pass_in_a_fork_made_of_the_example(example, tmp_path):
     fork = copy_repository(tmp_path / "fork")
     tiers = apply(fork, example, "--tiers").split()
