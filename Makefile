@@ -8,7 +8,8 @@ AWS_VENV := .venv-aws
 AWS3_VENV := .venv-aws3
 
 .PHONY: demo test venv venv-aws venv-aws3 image lint fix clean \
-	test-unit test-algorithm test-integration test-examples test-reliability test-container test-sdk test-ecr
+	test-unit test-sample test-integration test-examples test-reliability test-container test-sdk test-ecr \
+	test-example-forks
 
 demo:
 	local_test/demo.sh $(IMAGE)
@@ -16,9 +17,14 @@ demo:
 test: venv venv-aws venv-aws3
 	$(PY) -m pytest
 
-# One tier at a time, e.g. `make test-unit`; `make test` runs them all.
-test-unit test-algorithm test-integration test-examples test-reliability test-container: venv
+# One tier at a time, e.g. `make test-unit`; `make test` runs them all. test-sample is the bundled
+# sample's own tests (a fork adapts tests/sample/); every other tier holds whatever a fork changes.
+test-unit test-sample test-integration test-examples test-reliability test-container: venv
 	$(PY) -m pytest tests/$(@:test-%=%)
+
+# Each examples/*/ applied to a copy of the repository, and the plumbing tiers run there.
+test-example-forks: venv
+	$(PY) -m pytest tests/example_forks
 
 test-sdk: venv venv-aws venv-aws3
 	$(PY) -m pytest tests/sdk

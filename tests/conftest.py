@@ -1,5 +1,6 @@
-"""Shared fixtures: a temporary /opt/ml, a trained model, and the real `algo/serve` as a
-subprocess. The helpers behind them are in support.py.
+"""Shared fixtures: a temporary /opt/ml with the tests' own job, a model trained on it by the
+tests' own fork, and the real `serve` of that fork as a subprocess. The helpers behind them are
+in support.py.
 
 Tiers that need nginx or a Docker engine skip with a clear message when those are absent, and
 fail instead when REQUIRE_ALL_TIERS=1 (CI sets it), so nothing is silently skipped there.
@@ -21,7 +22,10 @@ def base_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory) -> Path:
-    """A /opt/ml whose model/ holds a model trained on the bundled iris data."""
+    """A /opt/ml whose model/ holds the tests' own model, whatever a fork bundles: the default of
+    tests/fixture_fork/algorithm.py, a scikit-learn decision tree (max_leaf_nodes=5), trained on
+    tests/fixture_fork/job's iris rows. Tests rely on its behaviour: 4 numeric features, the
+    labels setosa/versicolor/virginica, infinities refused by its own predict."""
     base = copy_test_dir(tmp_path_factory.mktemp("trained") / "ml")
     result = run_train(base)
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,5 @@
-"""Forks of the container as a user makes one: `algo/` copied, `algorithm.py` replaced.
+"""Forks of the container as a user makes one: `algo/` copied, `algorithm.py` replaced (over the
+tests' own fork, so the predictor is the tests' too, whatever a fork did to `algo/predictor.py`).
 
 The plumbing's tests train with `FIXTURE` (below), a catalogue unlike the bundled one, so they
 hold for any fork: `load()` imports it in-process, `make_fork()` writes it into a copy of `algo/`
@@ -15,7 +16,7 @@ import textwrap
 from pathlib import Path
 from types import ModuleType
 
-from support import ALGO, host_env
+from support import host_env, plumbing_algo
 
 FIXTURE = textwrap.dedent('''\
     """A fork's catalogue: a KNN pipeline, a text pipeline, a model that is no scikit-learn
@@ -97,8 +98,8 @@ def load(source: str = FIXTURE, name: str = "fixture_algorithm") -> ModuleType:
 
 
 def make_fork(destination: Path, source: str = FIXTURE) -> Path:
-    """A copy of `algo/` with `algorithm.py` replaced by `source`; returns the copy's folder."""
-    shutil.copytree(ALGO, destination, ignore=shutil.ignore_patterns("__pycache__"))
+    """A copy of the tests' `algo/` with `algorithm.py` replaced by `source`; returns the copy's folder."""
+    shutil.copytree(plumbing_algo(), destination, ignore=shutil.ignore_patterns("__pycache__"))
     (destination / "algorithm.py").write_text(source)
     return destination
 

@@ -2,32 +2,89 @@
 `algo/serve` as subprocesses, and `require`, which skips a tier that cannot run here or fails it
 where every tier must run (REQUIRE_ALL_TIERS=1, as CI sets).
 
+The plumbing's tests never touch what a fork edits (`algo/algorithm.py`, `algo/predictor.py`,
+`local_test/`): they train and serve `plumbing_algo()`, a copy of `algo/` with the tests' own
+`algorithm.py` and `predictor.py` (tests/fixture_fork/), on the tests' own job (`JOB`).
+
 Tests import these from `support`; the fixtures live in conftest.py (a module name pytest gives
 every conftest.py, so nothing should be imported from there).
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
+import importlib.util
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
 ALGO = REPO / "algo"
-TEST_DIR = REPO / "local_test" / "test_dir"
-PAYLOAD = REPO / "local_test" / "payload.csv"
+FIXTURE_FORK = REPO / "tests" / "fixture_fork"  # the tests' algorithm.py, predictor.py, job and payload
+JOB = FIXTURE_FORK / "job"
+PAYLOAD = FIXTURE_FORK / "payload.csv"
+TEST_DIR = JOB  # its old name, for tests written on other branches before tests/fixture_fork
+# The bundled sample, which only tests/sample/ reads: a fork changes it.
+SAMPLE_JOB = REPO / "local_test" / "test_dir"
+SAMPLE_PAYLOAD = REPO / "local_test" / "payload.csv"
 IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 
-sys.path.insert(0, str(ALGO))  # unit tests import the plumbing package and predictor directly
+# Unit tests import the plumbing package from algo/, and `predictor` from the tests' own fork.
+sys.path.insert(0, str(ALGO))
+sys.path.insert(0, str(FIXTURE_FORK))
+
+
+@functools.cache
+def plumbing_algo() -> Path:
+    """A copy of `algo/` with the tests' own `algorithm.py` and `predictor.py`: what the plumbing's
+    tests train and serve, made once per test process and removed at its exit."""
+    root = Path(tempfile.mkdtemp(prefix="plumbing-fork-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    algo = root / "algo"
+    shutil.copytree(ALGO, algo, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("algorithm.py", "predictor.py"):
+        shutil.copy(FIXTURE_FORK / name, algo / name)
+    return algo
+
+
+def import_sample(name: str) -> ModuleType:
+    """The fork's own `algo/<name>.py` (only tests/sample/ does this), registered as module `name`
+    so its models pickle; `import name` would find the tests' copy in tests/fixture_fork/."""
+    spec = importlib.util.spec_from_file_location(name, ALGO / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+NOT_IN_IMAGE = {".git", "tests", "bench", "docs", "examples", "local_test"}  # not the image's
+
+
+def plumbing_image_context(destination: Path) -> Path:
+    """A Docker build context for the image the plumbing's tests run: the repository's Dockerfile
+    and the files beside it (requirements, system packages), with `plumbing_algo()` as `algo/`."""
+    destination.mkdir(parents=True)
+    for path in REPO.iterdir():
+        if path.name in NOT_IN_IMAGE or path.name == "algo" or (path.is_dir() and path.name.startswith(".")):
+            continue
+        if path.is_dir():
+            shutil.copytree(path, destination / path.name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(path, destination / path.name)
+    shutil.copytree(plumbing_algo(), destination / "algo")
+    return destination
 
 
 def require(condition: bool, what: str) -> None:
@@ -56,10 +113,11 @@ def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condi
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def copy_test_dir(destination: Path) -> Path:
-    """A fresh /opt/ml with the bundled iris job (config files and channels, no model)."""
-    shutil.copytree(TEST_DIR, destination, ignore=shutil.ignore_patterns(".gitkeep"))
+def copy_test_dir(destination: Path, job: Path = JOB) -> Path:
+    """A fresh /opt/ml with the tests' iris job (or `job`: config files and channels, no model)."""
+    shutil.copytree(job, destination, ignore=shutil.ignore_patterns(".gitkeep"))
     for sub in ("model", "output"):
+        (destination / sub).mkdir(exist_ok=True)
         for child in (destination / sub).iterdir():
             if child.is_dir():
                 shutil.rmtree(child)
@@ -76,9 +134,11 @@ def host_env(base_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_train(base_dir: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+def run_train(base_dir: Path, timeout: float = 120, algo: Path | None = None,
+              **env: str) -> subprocess.CompletedProcess:
+    """The real `train` of the tests' fork (or of `algo`) against `base_dir` as /opt/ml."""
     return subprocess.run(
-        [str(ALGO / "train")], env=host_env(base_dir, **env), capture_output=True, text=True,
+        [str((algo or plumbing_algo()) / "train")], env=host_env(base_dir, **env), capture_output=True, text=True,
         timeout=timeout,
     )
 
@@ -93,7 +153,7 @@ class Server:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
-    algo: Path = ALGO  # a fork's copy of algo/ serves its own `serve`
+    algo: Path = field(default_factory=plumbing_algo)  # a fork's copy of algo/ serves its own `serve`
 
     @property
     def url(self) -> str:

@@ -20,7 +20,7 @@ import pytest
 import requests
 from test_image import Container, docker, docker_available, wait_ready
 
-from support import REPO, free_port, require
+from support import REPO, free_port, plumbing_algo, require
 
 EXAMPLES = REPO / "examples"
 BUILD_INPUTS = ("Dockerfile", ".dockerignore", "requirements.txt", "system-packages.txt")
@@ -33,7 +33,7 @@ def build(tmp_path: Path, tag: str, change) -> str:
     context.mkdir()
     for name in BUILD_INPUTS:
         shutil.copy(REPO / name, context / name)
-    shutil.copytree(REPO / "algo", context / "algo", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(plumbing_algo(), context / "algo")  # the tests' predictor, whatever the fork's
     change(context)
     result = subprocess.run(["docker", "build", "--network", "host", "-t", tag, str(context)],
                             capture_output=True, text=True, timeout=900)

@@ -1,4 +1,6 @@
 """The built image, run as SageMaker runs it: `docker run IMAGE train` and `docker run IMAGE serve`.
+The image is the repository's Dockerfile with the tests' own fork as its program
+(support.plumbing_image_context), so a fork's algorithm, hooks and data change nothing here.
 
 Needs a Docker engine; containers use the host network (this machine has no bridge).
 """
@@ -19,7 +21,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import PAYLOAD, REPO, copy_test_dir, free_port, require, wait_until
+from support import PAYLOAD, REPO, copy_test_dir, free_port, plumbing_image_context, require, wait_until
 
 IMAGE = os.environ.get("TEST_IMAGE", "sagemaker-byo:test")
 
@@ -35,10 +37,11 @@ def docker_available() -> bool:
 
 
 @pytest.fixture(scope="session")
-def image() -> str:
+def image(tmp_path_factory) -> str:
     require(docker_available(), "no Docker engine answers (`docker info` failed)")
+    context = plumbing_image_context(tmp_path_factory.mktemp("image") / "context")
     build = subprocess.run(
-        ["docker", "build", "--network", "host", "-t", IMAGE, str(REPO)],
+        ["docker", "build", "--network", "host", "-t", IMAGE, str(context)],
         capture_output=True, text=True, timeout=900,
     )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
@@ -250,36 +253,6 @@ def test_the_image_answers_metrics_and_logs_json_with_inference_ids(image, conta
     assert {"ok-0", "ok-1", "ok-2"} <= ids
 
 
-def test_local_test_scripts_train_serve_and_predict(image, tmp_path):
-    """The README's local flow: train_local.sh, serve_local.sh and predict.sh against the image."""
-    scripts = REPO / "local_test"
-    train = subprocess.run([str(scripts / "train_local.sh"), image], capture_output=True, text=True, timeout=300)
-    assert train.returncode == 0, train.stderr
-    assert (scripts / "test_dir" / "model" / "model.joblib").exists()
-
-    port = str(free_port())
-    name = f"byo-test-{uuid.uuid4().hex[:10]}"
-    env = {**os.environ, "PORT": port, "CONTAINER_NAME": name}
-    server = subprocess.Popen([str(scripts / "serve_local.sh"), image], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        def ready():
-            try:
-                return requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200
-            except requests.ConnectionError:
-                return False
-        wait_until(ready, 60, interval=0.1, what="serve_local.sh to answer /ping")
-        predict = subprocess.run([str(scripts / "predict.sh"), str(PAYLOAD)], env=env,
-                                 capture_output=True, text=True, timeout=60)
-        assert predict.returncode == 0, predict.stderr
-        labels = predict.stdout.splitlines()
-        assert len(labels) == len(PAYLOAD.read_text().splitlines())
-        assert set(labels) <= {"setosa", "versicolor", "virginica"}
-    finally:
-        docker("stop", name, check=False)
-        server.wait(timeout=60)
-
-
 def test_random_forest_on_a_csv_with_header_and_text_trains_and_serves_in_container(image, containers, tmp_path):
     """A non-default algorithm on named columns with a text category: trained by `train`, served by `serve`."""
     base = copy_test_dir(tmp_path / "ml")
@@ -326,7 +299,7 @@ def model_only(trained: Path, destination: Path) -> Path:
 
 
 def big_training_job(base: Path, rows: int = 1_000_000) -> Path:
-    """The bundled job with one large training file, so the fit takes seconds."""
+    """The tests' job with one large training file, so the fit takes seconds."""
     shutil.rmtree(base / "input" / "data" / "validation")
     config = base / "input" / "config" / "inputdataconfig.json"
     config.write_text(json.dumps({"training": json.loads(config.read_text())["training"]}))

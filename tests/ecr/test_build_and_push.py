@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import requests
 
-from support import PAYLOAD, REPO, free_port, require, wait_until
+from support import FIXTURE_FORK, PAYLOAD, REPO, free_port, require, wait_until
 
 IMAGE = os.environ.get("TEST_IMAGE", "sagemaker-byo:test")
 AWS_VENV = Path(os.environ.get("AWS_VENV", REPO / ".venv-aws"))
@@ -193,8 +193,11 @@ def test_pushed_image_pulls_back_by_tag_and_by_digest_and_serves(pushed, trained
 
     port = free_port()
     name = f"byo-ecr-test-{uuid.uuid4().hex[:10]}"
+    # The pushed image is the fork's; it serves the tests' model with the tests' hooks, whatever the
+    # fork's predictor.py answers.
     docker("run", "-d", "--network", "host", "--name", name, "-e", f"SAGEMAKER_BIND_TO_PORT={port}",
-           "-v", f"{trained_dir / 'model'}:/opt/ml/model:ro", by_digest, "serve")
+           "-v", f"{trained_dir / 'model'}:/opt/ml/model:ro",
+           "-v", f"{FIXTURE_FORK / 'predictor.py'}:/opt/program/predictor.py:ro", by_digest, "serve")
     try:
         url = f"http://127.0.0.1:{port}"
 

@@ -1,7 +1,8 @@
 """The forks in examples/, as a user makes them: algo/ copied, the example's files copied over it,
 /opt/ml with the example's hyperparameters (and, for text, its data), the fork's real `train`,
 then the fork's real `serve` (nginx, gunicorn, 2 workers) answering what the saved model's own
-`predict` (and `predict_proba`) answers on the same rows.
+`predict` (and `predict_proba`) answers on the same rows. The example goes over the tests' own
+fork and job (tests/fixture_fork/), so what a fork changed in algo/ or local_test/ changes nothing.
 """
 
 from __future__ import annotations
@@ -20,23 +21,23 @@ import pandas as pd
 import pytest
 
 from forks import run_train
-from support import ALGO, IRIS_FEATURES, REPO, TEST_DIR, Server, copy_test_dir, have_nginx, require
+from support import IRIS_FEATURES, JOB, REPO, Server, copy_test_dir, have_nginx, plumbing_algo, require
 
 EXAMPLES = REPO / "examples"
-IRIS = TEST_DIR / "input" / "data" / "training" / "iris.csv"
+IRIS = JOB / "input" / "data" / "training" / "iris.csv"
 
 
 def fork(tmp_path: Path, example: str, files: dict[str, str]) -> Path:
-    """algo/ copied to tmp_path/algo with the example's files (`{example file: algo file}`) over it."""
+    """The tests' algo/ copied to tmp_path/algo with the example's files (`{example file: algo file}`) over it."""
     destination = tmp_path / "algo"
-    shutil.copytree(ALGO, destination, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(plumbing_algo(), destination, ignore=shutil.ignore_patterns("__pycache__"))
     for source, target in files.items():
         shutil.copy(EXAMPLES / example / source, destination / target)
     return destination
 
 
 def opt_ml(tmp_path: Path, example: str, data: bool = False) -> Path:
-    """/opt/ml with the bundled job, the example's hyperparameters.json (if any) and its data (if asked)."""
+    """/opt/ml with the tests' job, the example's hyperparameters.json (if any) and its data (if asked)."""
     base = copy_test_dir(tmp_path / "ml")
     hyperparameters = EXAMPLES / example / "hyperparameters.json"
     if hyperparameters.exists():

@@ -22,7 +22,7 @@ import pytest
 import requests
 from sklearn.tree import DecisionTreeClassifier
 
-from support import TEST_DIR, Server, copy_test_dir, have_nginx, require, wait_until
+from support import JOB, Server, copy_test_dir, have_nginx, require, wait_until
 
 MB = 1024 * 1024
 ROW = b"5.1,3.5,1.4,0.2\n"  # 16 bytes: bodies of an exact size are whole rows
@@ -32,7 +32,7 @@ CLASSES = ["setosa", "versicolor", "virginica"]
 OFFERED = ["text/csv", "application/json", "application/jsonlines"]
 
 IRIS_LINES = [line.split(",", 1)[1] for line in
-              (TEST_DIR / "input" / "data" / "training" / "iris.csv").read_text().splitlines() if line]
+              (JOB / "input" / "data" / "training" / "iris.csv").read_text().splitlines() if line]
 IRIS = np.array([[float(cell) for cell in line.split(",")] for line in IRIS_LINES])
 ROWS = IRIS[::8]  # 15 rows, all three species (the file is sorted by species)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from netns import Network, can_make_namespaces
 
-from support import ALGO, host_env, require, run_train, wait_until
+from support import host_env, plumbing_algo, require, run_train, wait_until
 
 ROWS = 1200
 TIMEOUT = 240  # seconds for a whole multi-host job on 2 shared cores
@@ -86,7 +86,7 @@ class Hosts:
     def start(self, host: str, **env: str) -> None:
         log = open(self.dirs[host].parent / f"{host}.log", "ab")  # noqa: SIM115 - closed with the process
         self.procs[host] = subprocess.Popen(
-            self.net.command(host, [str(ALGO / "train")]),
+            self.net.command(host, [str(plumbing_algo() / "train")]),
             env=host_env(self.dirs[host], **{**HOST_ENV, **env}), stdout=log, stderr=subprocess.STDOUT)
 
     def wait(self, timeout: float = TIMEOUT) -> dict[str, int]:

@@ -17,7 +17,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 
-from support import ALGO, Server, have_nginx, require
+from support import Server, have_nginx, plumbing_algo, require
 
 PREDICTOR = textwrap.dedent('''\
     """A fork's predictor: the model's predict, or transform for a model without one."""
@@ -64,7 +64,7 @@ def served(request, tmp_path_factory):
     require(have_nginx(), "nginx is not installed (apt-get install nginx)")
     tmp = tmp_path_factory.mktemp(request.param)
     algo = tmp / "algo"
-    shutil.copytree(ALGO, algo, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(plumbing_algo(), algo, ignore=shutil.ignore_patterns("__pycache__"))
     (algo / "predictor.py").write_text(PREDICTOR)
     (tmp / "ml" / "model").mkdir(parents=True)
     model = MODELS[request.param]()

@@ -26,12 +26,12 @@ import joblib
 import numpy as np
 import pytest
 
-from support import ALGO, TEST_DIR, copy_test_dir, host_env, run_train, wait_until
+from support import JOB, copy_test_dir, host_env, plumbing_algo, run_train, wait_until
 
 TRAIN_METRIC = re.compile(r"train:accuracy=([0-9\.]+);")
 VALIDATION_METRIC = re.compile(r"validation:accuracy=([0-9\.]+);")
 IRIS_CLASSES = ["setosa", "versicolor", "virginica"]
-IRIS_TRAINING = (TEST_DIR / "input" / "data" / "training" / "iris.csv").read_text()
+IRIS_TRAINING = (JOB / "input" / "data" / "training" / "iris.csv").read_text()
 IRIS_ROWS = IRIS_TRAINING.splitlines()  # 120 rows: label, then four features
 FAILURE_REASON_LIMIT = 1024
 
@@ -111,7 +111,7 @@ def iris(rows: list[str] = IRIS_ROWS) -> str:
 
 
 def iris_with(line: int, row: str) -> str:
-    """The bundled training rows with 1-based `line` replaced."""
+    """The tests' iris training rows with 1-based `line` replaced."""
     rows = list(IRIS_ROWS)
     rows[line - 1] = row
     return iris(rows)
@@ -141,7 +141,7 @@ class Outcome:
 
 
 ACCEPTED: dict[str, Arrange] = {
-    "bundled": nothing,
+    "iris": nothing,
     "no validation channel": drop_channel("validation"),
     "no config files": remove_config_files,
     "SDK JSON-encoded hyperparameters": set_hyperparameters(
@@ -280,15 +280,15 @@ def model_left(model_dir: Path) -> list[str]:
 
 # --- success ------------------------------------------------------------------------------
 
-def test_bundled_job_exits_zero_and_prints_train_and_validation_accuracy(outcomes):
-    lines = succeeded(outcomes, "bundled").result.stdout.splitlines()
+def test_the_iris_job_exits_zero_and_prints_train_and_validation_accuracy(outcomes):
+    lines = succeeded(outcomes, "iris").result.stdout.splitlines()
     [train] = [float(m.group(1)) for m in map(TRAIN_METRIC.fullmatch, lines) if m]  # one line each
     [validation] = [float(m.group(1)) for m in map(VALIDATION_METRIC.fullmatch, lines) if m]
     assert 0.0 <= train <= 1.0 and 0.0 <= validation <= 1.0
 
 
-def test_bundled_job_saves_a_model_that_predicts_iris_classes_as_strings(outcomes):
-    outcome = succeeded(outcomes, "bundled")
+def test_the_iris_job_saves_a_model_that_predicts_iris_classes_as_strings(outcomes):
+    outcome = succeeded(outcomes, "iris")
     assert model_left(outcome.model_dir) == ["model.joblib", "model.json"]
     model = joblib.load(outcome.model_dir / "model.joblib")
     predictions = model.predict(np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]))
@@ -296,8 +296,8 @@ def test_bundled_job_saves_a_model_that_predicts_iris_classes_as_strings(outcome
     assert all(isinstance(p, str) for p in predictions)
 
 
-def test_bundled_job_describes_its_model_in_model_json(outcomes):
-    outcome = succeeded(outcomes, "bundled")
+def test_the_iris_job_describes_its_model_in_model_json(outcomes):
+    outcome = succeeded(outcomes, "iris")
     description = outcome.description
     assert description["model_file"] == "model.joblib"
     assert description["n_features"] == 4
@@ -405,7 +405,7 @@ def test_sigterm_during_a_long_fit_stops_promptly_with_143_and_no_model(base_dir
     write_json(config(base_dir, "hyperparameters.json"), {})  # a fully grown tree: a long fit
     log_path = base_dir.parent / "train.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([str(ALGO / "train")], env=host_env(base_dir),
+        process = subprocess.Popen([str(plumbing_algo() / "train")], env=host_env(base_dir),
                                    stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_until(lambda: "fit started" in log_path.read_text() or process.poll() is not None,

@@ -1,4 +1,5 @@
-"""The SageMaker Python SDK (version 2) in local mode drives the built image as SageMaker would:
+"""The SageMaker Python SDK (version 2) in local mode drives the built image (the tests' own fork as
+its program, on the tests' iris job, as in tests/container) as SageMaker would:
 Estimator.fit with file:// channels, deploy and predict with the SDK's CSV and JSON serializers,
 and a batch Transformer over a folder of CSV files, split and assembled by line.
 
@@ -22,7 +23,8 @@ import joblib
 import numpy as np
 import pytest
 
-from support import REPO, TEST_DIR, free_port, require
+from support import JOB as TEST_JOB
+from support import REPO, free_port, plumbing_image_context, require
 
 IMAGE = os.environ.get("TEST_IMAGE", "sagemaker-byo:test")
 AWS_VENV = Path(os.environ.get("AWS_VENV", REPO / ".venv-aws"))
@@ -45,14 +47,14 @@ def sdk_python() -> Path:
 
 
 def typed_hyperparameters() -> dict:
-    """local_test's hyperparameters (the fork's own job) as a user writes them for the SDK, numbers
+    """The tests' job's hyperparameters (tests/fixture_fork/job/) as a user writes them for the SDK, numbers
     as numbers: the generic Estimator (v2) hands SageMaker str(value) for each, v3 json.dumps."""
     def typed(value: str):
         try:
             return json.loads(value)
         except json.JSONDecodeError:
             return value
-    raw = json.loads((TEST_DIR / "input" / "config" / "hyperparameters.json").read_text())
+    raw = json.loads((TEST_JOB / "input" / "config" / "hyperparameters.json").read_text())
     # The plumbing's own, a bool, an int and a null, so that the SDK's encoding of each type
     # reaches the container whatever the algorithm; the job file's values win.
     plumbing = {"header": False, "checkpoint_steps": 7, "target": None}
@@ -95,13 +97,14 @@ def sdk_run(tmp_path_factory):
     require(os.environ.get("SM_LOCAL_HOST_NETWORK") == "1" or docker("network", "inspect", "bridge").returncode == 0,
             "this Docker engine has no bridge network, which local mode uses as it is; "
             "set SM_LOCAL_HOST_NETWORK=1 to run local mode on the host network")
-    build = subprocess.run(["docker", "build", "--network", "host", "-t", IMAGE, str(REPO)],
+    workdir = tmp_path_factory.mktemp("sdk")
+    context = plumbing_image_context(workdir / "context")  # the image with the tests' own fork
+    build = subprocess.run(["docker", "build", "--network", "host", "-t", IMAGE, str(context)],
                            capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
 
-    workdir = tmp_path_factory.mktemp("sdk")
     for channel in ("training", "validation"):
-        shutil.copytree(TEST_DIR / "input" / "data" / channel, workdir / channel)
+        shutil.copytree(TEST_JOB / "input" / "data" / channel, workdir / channel)
     validation = np.loadtxt(workdir / "validation" / "iris.csv", delimiter=",", dtype=str)
     features = validation[:, 1:].astype(float)
     (workdir / "batch").mkdir()

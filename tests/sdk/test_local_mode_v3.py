@@ -1,7 +1,8 @@
-"""The SageMaker Python SDK version 3 in local mode drives the built image, each step as v3's
-documentation writes it: ModelTrainer(training_mode=Mode.LOCAL_CONTAINER) trains on the bundled
-iris channels, ModelBuilder(mode=Mode.LOCAL_CONTAINER) builds the trained model and hosts it
-with deploy_local(), and a Transformer in local mode scores a folder of CSV files.
+"""The SageMaker Python SDK version 3 in local mode drives the built image (the tests' own fork as
+its program, as in tests/container), each step as v3's documentation writes it:
+ModelTrainer(training_mode=Mode.LOCAL_CONTAINER) trains on the tests' iris channels,
+ModelBuilder(mode=Mode.LOCAL_CONTAINER) builds the trained model and hosts it with deploy_local(),
+and a Transformer in local mode scores a folder of CSV files.
 
 v3 cannot share a virtual environment with v2 or with the image's requirements, so
 `local_mode_v3_job.py` runs under .venv-aws3's Python (AWS3_VENV moves it), records each step's
@@ -25,7 +26,8 @@ import numpy as np
 import pytest
 from test_local_mode import docker, docker_compose_available, isolated_env, typed_hyperparameters
 
-from support import REPO, TEST_DIR, free_port, require
+from support import JOB as TEST_JOB
+from support import REPO, free_port, plumbing_image_context, require
 
 IMAGE = os.environ.get("TEST_IMAGE", "sagemaker-byo:test")
 AWS3_VENV = Path(os.environ.get("AWS3_VENV", REPO / ".venv-aws3"))
@@ -73,13 +75,14 @@ def v3_run(tmp_path_factory):
     require(os.environ.get("SM_LOCAL_HOST_NETWORK") == "1" or docker("network", "inspect", "bridge").returncode == 0,
             "this Docker engine has no bridge network, which local mode uses as it is; "
             "set SM_LOCAL_HOST_NETWORK=1 to run local mode on the host network")
-    build = subprocess.run(["docker", "build", "--network", "host", "-t", IMAGE, str(REPO)],
+    workdir = tmp_path_factory.mktemp("sdk3")
+    context = plumbing_image_context(workdir / "context")  # the image with the tests' own fork
+    build = subprocess.run(["docker", "build", "--network", "host", "-t", IMAGE, str(context)],
                            capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
 
-    workdir = tmp_path_factory.mktemp("sdk3")
     for channel in ("training", "validation"):
-        shutil.copytree(TEST_DIR / "input" / "data" / channel, workdir / channel)
+        shutil.copytree(TEST_JOB / "input" / "data" / channel, workdir / channel)
     validation = np.loadtxt(workdir / "validation" / "iris.csv", delimiter=",", dtype=str)
     features = validation[:, 1:].astype(float)
     (workdir / "batch").mkdir()

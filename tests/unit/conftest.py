@@ -20,15 +20,14 @@ from sagemaker_byo import settings
 from sagemaker_byo.serving import encoders
 from sagemaker_byo.serving.app import create_app
 from sagemaker_byo.serving.pipeline import Hooks
-from support import IRIS_FEATURES
+from support import IRIS_FEATURES, JOB
 
-REPO = Path(__file__).resolve().parents[2]
-IRIS = REPO / "local_test" / "test_dir" / "input" / "data" / "training" / "iris.csv"
+IRIS = JOB / "input" / "data" / "training" / "iris.csv"
 
 
 @pytest.fixture(scope="session")
 def iris() -> tuple[np.ndarray, np.ndarray]:
-    """The bundled iris training rows: (features, labels), label first in the file."""
+    """The tests' iris training rows: (features, labels), label first in the file."""
     frame = pd.read_csv(IRIS, header=None)
     return frame.iloc[:, 1:].to_numpy(dtype=np.float64), frame.iloc[:, 0].to_numpy()
 
@@ -100,7 +99,8 @@ def client(make_client):
 
 @pytest.fixture(scope="module")
 def predictor(trained_dir: Path):
-    """algo/predictor.py imported against a trained /opt/ml (it builds its app at import time)."""
+    """The tests' predictor.py (tests/fixture_fork/) imported against a trained /opt/ml (it builds
+    its app at import time)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(settings.BASE_DIR, str(trained_dir))
         for name in list(os.environ):

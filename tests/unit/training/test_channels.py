@@ -23,8 +23,9 @@ from sagemaker_byo.training.channels import (
     read_table,
     split_target,
 )
+from support import JOB
 
-IRIS_CHANNEL = Path(__file__).resolve().parents[3] / "local_test/test_dir/input/data/training"
+IRIS_CHANNEL = JOB / "input" / "data" / "training"
 
 
 def channel(tmp_path: Path, files: dict[str, bytes]) -> Path:
@@ -108,7 +109,7 @@ def test_empty_files_are_skipped(tmp_path):
     assert [Path(p).name for p in result.sources] == ["b.csv"]
 
 
-def test_the_bundled_iris_channel_reads(tmp_path):
+def test_an_iris_channel_reads(tmp_path):
     result = read_table("training", IRIS_CHANNEL)
     assert result.frame.shape == (result.rows, 5)
     assert set(result.frame[0]) == {"setosa", "versicolor", "virginica"}

@@ -13,12 +13,11 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
-import algorithm
 from sagemaker_byo.errors import UserError
 from sagemaker_byo.training import fitting
-from support import TEST_DIR
+from support import SAMPLE_JOB, import_sample
 
-ALGORITHMS = algorithm.ALGORITHMS
+ALGORITHMS = import_sample("algorithm").ALGORITHMS
 NAMES = list(ALGORITHMS)
 ESTIMATORS = {
     ("decision_tree", "classification"): "DecisionTreeClassifier",
@@ -72,7 +71,7 @@ def test_the_catalogue_and_its_default():
 
 def test_the_bundled_job_hyperparameters_parse():
     """local_test's hyperparameters.json, and the strings SageMaker and a tuning job add."""
-    raw = json.loads((TEST_DIR / "input" / "config" / "hyperparameters.json").read_text())
+    raw = json.loads((SAMPLE_JOB / "input" / "config" / "hyperparameters.json").read_text())
     parsed = fitting.parse_hyperparameters({**raw, "max_depth": "null",
                                             "_tuning_objective_metric": "validation:accuracy"}, ALGORITHMS)
     assert parsed["algorithm"] == "decision_tree"

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from support import TEST_DIR, copy_test_dir, run_train
+from support import ALGO, SAMPLE_JOB, copy_test_dir, run_train
 
 ALGORITHMS = ("decision_tree", "random_forest", "extra_trees", "gradient_boosting", "lightgbm", "linear")
 ESTIMATORS = {
@@ -85,9 +85,9 @@ def outcomes(tmp_path_factory):
 
     def run(item):
         index, (name, arrange) = item
-        ml = copy_test_dir(root / f"job{index}" / "ml")
+        ml = copy_test_dir(root / f"job{index}" / "ml", SAMPLE_JOB)
         arrange(ml)
-        return name, (ml, run_train(ml, timeout=300))
+        return name, (ml, run_train(ml, timeout=300, algo=ALGO))
 
     with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 1) as pool:
         return dict(pool.map(run, enumerate(JOBS.items())))
@@ -158,4 +158,4 @@ def test_every_algorithm_trains_for_both_tasks_with_text_and_missing_values(outc
 
 
 def test_the_bundled_data_is_iris():
-    assert len((TEST_DIR / "input" / "data" / "training" / "iris.csv").read_text().splitlines()) == 120
+    assert len((SAMPLE_JOB / "input" / "data" / "training" / "iris.csv").read_text().splitlines()) == 120

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from support import PAYLOAD, REPO, free_port, have_docker, require
+from support import REPO, SAMPLE_PAYLOAD, free_port, have_docker, require
 
 
 def test_demo_with_docker_prints_a_prediction_for_every_payload_row():
@@ -16,6 +16,6 @@ def test_demo_with_docker_prints_a_prediction_for_every_payload_row():
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "training in the container" in result.stdout
     printed = result.stdout.split("predictions for local_test/payload.csv:\n", 1)[1].splitlines()
-    labels = printed[: len(PAYLOAD.read_text().splitlines())]
-    assert len(labels) == len(PAYLOAD.read_text().splitlines())
+    labels = printed[: len(SAMPLE_PAYLOAD.read_text().splitlines())]
+    assert len(labels) == len(SAMPLE_PAYLOAD.read_text().splitlines())
     assert set(labels) <= {"setosa", "versicolor", "virginica"}
