@@ -239,7 +239,11 @@ def run(train: Callable[[Job], None]) -> None:
         worker.join(0.5)
     error = outcome[0] if outcome else AlgorithmError("the training thread ended without a result")
     if error is None:
-        log.info("training complete; model in %s", paths.model)
+        hosts = (jobs[0].resource_config.get("hosts") or []) if jobs else []
+        if len(hosts) > 1 and jobs[0].resource_config.get("current_host") != hosts[0]:
+            log.info("training complete; this host's part is done, and the leader %s wrote the model", hosts[0])
+        else:
+            log.info("training complete; model in %s", paths.model)
         sys.exit(0)
     if isinstance(error, (UserError, TrainingStopped)):
         code = _finish(paths, error)
