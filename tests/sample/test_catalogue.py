@@ -28,6 +28,8 @@ ESTIMATORS = {
     ("extra_trees", "regression"): "ExtraTreesRegressor",
     ("gradient_boosting", "classification"): "HistGradientBoostingClassifier",
     ("gradient_boosting", "regression"): "HistGradientBoostingRegressor",
+    ("lightgbm", "classification"): "LGBMClassifier",
+    ("lightgbm", "regression"): "LGBMRegressor",
     ("linear", "classification"): "LogisticRegression",
     ("linear", "regression"): "Ridge",
 }
@@ -63,7 +65,7 @@ def final(model):
 
 
 def test_the_catalogue_and_its_default():
-    assert NAMES == ["decision_tree", "random_forest", "extra_trees", "gradient_boosting", "linear"]
+    assert NAMES == ["decision_tree", "random_forest", "extra_trees", "gradient_boosting", "lightgbm", "linear"]
     assert params_for("decision_tree")["algorithm"] == fitting.parse_hyperparameters({}, ALGORITHMS)["algorithm"]
 
 
