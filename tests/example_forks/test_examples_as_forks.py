@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from support import REPO
 
 EXAMPLES = sorted(path.parent.name for path in (REPO / "examples").glob("*/fork.json"))
 TIMEOUT = 3600  # one example's tiers; CI's whole run has 90 minutes
+JOBS = os.cpu_count() or 1  # copies tested at once
 
 
 def repository_files() -> list[str]:
@@ -64,12 +66,32 @@ def test_each_examples_readme_applies_it_as_ci_does(example):
     assert f"python3 examples/apply.py {example}" in (REPO / "examples" / example / "README.md").read_text()
 
 
-@pytest.mark.parametrize("example", EXAMPLES)
-def test_the_plumbing_tiers_pass_in_a_fork_made_of_the_example(example, tmp_path):
-    fork = copy_repository(tmp_path / "fork")
+def run_in_a_fork(example: str, root: Path) -> tuple[list[str], subprocess.CompletedProcess]:
+    """The repository copied to `root`, the example applied, its tiers run there."""
+    fork = copy_repository(root / "fork")
     tiers = apply(fork, example, "--tiers").split()
     apply(fork, example)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run([sys.executable, "-m", "pytest", *tiers, "-q", "-p", "no:cacheprovider"],
                             cwd=fork, env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    assert result.returncode == 0, f"examples/{example} applied, {' '.join(tiers)}:\n" + summary(result.stdout)
+    return tiers, result
+
+
+@pytest.fixture(scope="module")
+def runs(request, tmp_path_factory) -> dict[str, Future]:
+    """The selected examples' runs, JOBS at a time: each is mostly one core's work (one pytest and
+    the servers it starts in turn), so on CI's 2 cores two copies take about the time of one."""
+    selected = [item.callspec.params["example"] for item in request.session.items
+                if item.originalname == "test_the_plumbing_tiers_pass_in_a_fork_made_of_the_example"]
+    pool = ThreadPoolExecutor(max_workers=JOBS)
+    futures = {example: pool.submit(run_in_a_fork, example, tmp_path_factory.mktemp(example))
+               for example in selected}
+    yield futures
+    pool.shutdown(wait=True)
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_the_plumbing_tiers_pass_in_a_fork_made_of_the_example(example, runs):
+    tiers, result = runs[example].result()
+    assert result.returncode == 0, (f"examples/{example} applied, {' '.join(tiers)}:\n" + summary(result.stdout)
+                                    + result.stderr[-2000:])

@@ -1,6 +1,7 @@
 """The plumbing's tests cannot see what a fork changes: only tests/sample/ reads the bundled
-sample (local_test/'s job and payload, algo/algorithm.py, algo/predictor.py); every other test
-trains and serves the tests' own fork (tests/fixture_fork/)."""
+sample (local_test/'s job and payload, algo/algorithm.py, algo/predictor.py) or runs algo/'s own
+train, serve or start, which load them; every other test runs the tests' own fork
+(tests/fixture_fork/, support.plumbing_algo())."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
 SAMPLE_ONLY = re.compile(r"\b(SAMPLE_JOB|SAMPLE_PAYLOAD|import_sample)\b|local_test/test_dir|local_test/payload"
-                         r"|ALGO\s*/\s*\"(algorithm|predictor)\.py\"|^\s*import (algorithm|predictor)\b", re.M)
+                         r"|ALGO\s*/\s*\"(algorithm|predictor)\.py\"|^\s*import (algorithm|predictor)\b"
+                         r"|str\(ALGO\s*/\s*\"(train|serve|start)\"\)", re.M)
 PLUMBING = sorted(path for path in TESTS.rglob("*.py")
                   if not path.is_relative_to(TESTS / "sample") and not path.is_relative_to(TESTS / "fixture_fork")
                   and path.name not in ("support.py", "test_isolation.py"))
