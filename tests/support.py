@@ -15,7 +15,9 @@ from __future__ import annotations
 import atexit
 import functools
 import importlib.util
+import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -96,10 +98,29 @@ def require(condition: bool, what: str) -> None:
     pytest.skip(what)
 
 
+# Ports for the servers tests start: below the kernel's ephemeral range (32768 and up), so no
+# client connection of this or another run takes one between the check and the server's bind,
+# and in a block of their own per run (PORT_BLOCK_VARIABLE), so test runs side by side (CI runs
+# the example forks two at a time) never hand out the same port: a test would else talk to
+# another run's server.
+PORT_BLOCK_VARIABLE = "BYO_TEST_PORT_BLOCK"
+PORT_BLOCKS = 8
+_block = int(os.environ.get(PORT_BLOCK_VARIABLE, "0")) % PORT_BLOCKS
+PORTS = range(20000 + 1500 * _block, 20000 + 1500 * (_block + 1))
+_next_port = itertools.count(random.randrange(len(PORTS)))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port of this run's block that nothing listens on now, not handed out before by this run."""
+    for _ in range(len(PORTS)):
+        port = PORTS.start + next(_next_port) % len(PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condition"):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from support import REPO
+from support import PORT_BLOCK_VARIABLE, PORT_BLOCKS, REPO
 
 EXAMPLES = sorted(path.parent.name for path in (REPO / "examples").glob("*/fork.json"))
 TIMEOUT = 3600  # one example's tiers; CI's whole run has 90 minutes
@@ -71,8 +71,12 @@ def run_in_a_fork(example: str, root: Path) -> tuple[list[str], subprocess.Compl
     fork = copy_repository(root / "fork")
     tiers = apply(fork, example, "--tiers").split()
     apply(fork, example)
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    result = subprocess.run([sys.executable, "-m", "pytest", *tiers, "-q", "-p", "no:cacheprovider"],
+    # Copies run side by side: each its own block of ports and its own temporary folder (pytest's
+    # numbered folders are shared, and a run's clean-up could remove another's).
+    block = 1 + EXAMPLES.index(example) % (PORT_BLOCKS - 1)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", PORT_BLOCK_VARIABLE: str(block)}
+    result = subprocess.run([sys.executable, "-m", "pytest", *tiers, "-q", "-p", "no:cacheprovider",
+                             "--basetemp", str(root / "tmp")],
                             cwd=fork, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     return tiers, result
 
