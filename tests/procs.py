@@ -69,8 +69,13 @@ def worker_boots(server: Server) -> int:
 
 
 def refuses_connections(port: int) -> bool:
+    """True once nothing listens on *port*.
+
+    A connection the kernel queued while nginx was closing its listening socket is reset rather
+    than refused: it was never accepted, so it counts as refused.
+    """
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
         return True
     return False
