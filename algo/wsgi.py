@@ -1,3 +1,5 @@
 """What gunicorn loads (`wsgi:app`): the app built in predictor.py. Nothing else belongs here."""
 
-from predictor import app  # noqa: F401
+from sagemaker_byo.serving.app import import_app
+
+app = import_app("predictor")

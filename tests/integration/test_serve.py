@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sys
@@ -23,7 +24,7 @@ import pytest
 import requests
 
 from procs import alive, child_pid, descendants, gunicorn_workers, refuses_connections, worker_pids
-from support import PAYLOAD, Server, copy_test_dir, have_nginx, require, wait_until
+from support import PAYLOAD, Server, copy_test_dir, have_nginx, plumbing_algo, require, wait_until
 
 HERE = Path(__file__).resolve().parent
 # serve unpickles the slow model as `slow_model.SlowClassifier` (PYTHONPATH=HERE), so pickle it
@@ -316,6 +317,41 @@ def test_serve_exits_nonzero_naming_a_child_that_died(serve, name: str):
     assert server.process.wait(timeout=2) != 0
     assert f"{name} exited unexpectedly" in server.log()
     wait_until(lambda: not any(alive(pid) for pid in processes), 3, what="serve's children to be gone")
+
+
+BROKEN_PREDICTORS = {
+    "missing-package": ("import sagemaker_byo_absent_codec  # forgotten in requirements.txt\n",
+                        "predictor.py cannot be imported: the Python package that provides "
+                        "'sagemaker_byo_absent_codec' is not installed in this image"),
+    "syntax-error": ("def answer(:\n",
+                     "predictor.py cannot be imported: SyntaxError: invalid syntax (predictor.py, line"),
+    "raises-at-import": ("raise RuntimeError('the tokenizer file is missing')\n",
+                         "predictor.py cannot be imported: RuntimeError: the tokenizer file is missing"),
+}
+
+
+@pytest.mark.parametrize("preload", ["true", "false"], ids=["preload", "no-preload"])
+@pytest.mark.parametrize(("source", "says"), BROKEN_PREDICTORS.values(), ids=BROKEN_PREDICTORS.keys())
+def test_a_predictor_that_cannot_be_imported_stops_serve_with_one_line_naming_the_error(
+        trained_dir: Path, tmp_path: Path, source: str, says: str, preload: str):
+    require(have_nginx(), "nginx is not installed (apt-get install nginx)")
+    algo = tmp_path / "algo"
+    shutil.copytree(plumbing_algo(), algo)
+    predictor = algo / "predictor.py"
+    predictor.write_text(predictor.read_text() + source)  # as a fork's last edit
+    server = Server(trained_dir, env={"MODEL_SERVER_PRELOAD": preload}, algo=algo)
+    try:
+        server.start(wait_ready=False)
+        assert server.process.wait(timeout=30) != 0
+    finally:
+        server.stop()
+    log = server.log()
+    assert says in log, log
+    ours = log[log.index(says):log.index("Worker exiting") if preload == "false" else None]
+    assert "gunicorn/" not in ours and "importlib" not in ours, ours  # the fork's frames only
+    # Without preload, every worker fails at once and gunicorn's master may print its own
+    # traceback as it halts (HaltServer raised again while stopping): gunicorn's, after ours.
+    assert "ERROR serve: gunicorn exited" in log, log  # code 4, or 1 when its halt raised again
 
 
 def test_a_killed_worker_is_replaced_and_requests_keep_succeeding(serve, model):

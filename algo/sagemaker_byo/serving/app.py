@@ -8,18 +8,57 @@ request is counted and timed (metrics.py), and the lines it logs carry its infer
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import sys
+import traceback
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from .. import settings
-from ..errors import HTTPError, PayloadTooLarge, quoted
+from ..errors import HTTPError, PayloadTooLarge, missing_library, quoted
 from . import logs, metrics
 from .pipeline import Hooks, LoadedModel, answer_whole, begin, invoke_in_chunks, load_model, streams
 
 log = logging.getLogger("serve")
+
+_IMPORTLIB = importlib.__file__.rsplit("/", 1)[0] + "/"
+APP_LOAD_ERROR = 4  # gunicorn's own exit code for an app that cannot be imported: it halts, no retries
+
+
+def import_app(module: str = "predictor") -> Flask:
+    """`module.app`, imported for wsgi.py. A fork's predictor.py that cannot be imported (a syntax
+    error, a library missing from the image, an exception at its top level) stops the server with
+    one line naming the file, the error and the fix, and the traceback of the fork's own frames,
+    instead of gunicorn's traceback through its loader."""
+    try:
+        return importlib.import_module(module).app
+    except Exception as error:  # noqa: BLE001 (any failure of the fork's module is reported, then fatal)
+        try:
+            config = settings.serving()
+            logs.configure(config.log_level, config.log_format)
+        except settings.SettingsError:
+            logs.configure(logging.INFO, logs.TEXT)
+        fix = missing_library(error)
+        where = f"{module}.py cannot be imported"
+        if fix is not None:
+            log.error("%s: %s", where, fix)
+        else:
+            log.error("%s: %s: %s (fix it, then rebuild the image)\n%s", where, type(error).__name__, error,
+                      "".join(_own_frames(error)).rstrip())
+        sys.exit(APP_LOAD_ERROR)
+
+
+def _own_frames(error: BaseException) -> list[str]:
+    """The traceback without the import machinery's and gunicorn's frames: the fork's code only."""
+    shown = traceback.TracebackException.from_exception(error)
+    shown.stack = traceback.StackSummary.from_list(
+        [frame for frame in shown.stack
+         if not frame.filename.startswith(("<frozen", _IMPORTLIB)) and frame.filename != __file__])
+    return list(shown.format())
+
 
 def _text(message: str, status: int) -> Response:
     return Response(message + "\n", status=status, mimetype="text/plain")
