@@ -443,7 +443,8 @@ def label_size(job: Job, params: dict) -> tuple[int | None, str]:
     if params["label_size"] is not None:
         said[f"hyperparameter label_size={params['label_size']}"] = params["label_size"]
     if len(set(said.values())) > 1:
-        raise UserError(f"{' but '.join(said)}: they disagree; say whether the data holds a target column "
+        groups = {size: " and ".join(where for where, value in said.items() if value == size) for size in said.values()}
+        raise UserError(f"{' but '.join(groups.values())}: they disagree; say whether the data holds a target column "
                         f"(label_size=1), several (label_size=N) or features only (label_size=0) in one way")
     if not said:
         return None, ""
