@@ -13,7 +13,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor, IsolationForest, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
@@ -375,3 +375,12 @@ def test_several_targets_on_several_hosts_are_refused_before_any_data_is_read(tm
             {}, build=lambda *args: RandomForestRegressor(), distributed="joblib")})
     assert str(raised.value) == (f"several targets ({said}) train on one host, and this job has 2 (algo-1, "
                                  f"algo-2); set instance_count=1")
+
+
+def test_an_unsupervised_algorithm_leaves_every_target_column_out(tmp_path):
+    catalogue = {"outliers": Algorithm({}, build=lambda params, task, features: IsolationForest(n_estimators=5),
+                                       tasks=("unsupervised",))}
+    job = make_job(tmp_path, labels_first(table()), "text/csv;label_size=2", header=False, algorithm="outliers")
+    fitting.train(job, catalogue)
+    description = json.loads((job.paths.model / "model.json").read_text())
+    assert description["feature_names"] == ["column_3", "column_4", "column_5"] and description["target"] is None
