@@ -91,7 +91,11 @@ def probabilities(model: Any, data: Any) -> Probabilities:
             f"this model ({type(model).__name__}) cannot give probabilities; ask for predictions instead"
         )
     classes = getattr(model, "classes_", None)
-    values = np.asarray(predict_proba(data))
+    values = predict_proba(data)
+    if isinstance(values, list):  # a multi-output classifier: a table per target, not a row per row
+        raise BadRequest(f"this model ({type(model).__name__}) has {len(values)} targets, and its probabilities "
+                         f"are one table per target; ask for predictions instead")
+    values = np.asarray(values)
     names = tuple(c.item() if isinstance(c, np.generic) else c for c in classes) if classes is not None \
         else tuple(range(np.shape(values)[1]))
     return Probabilities(values, names)

@@ -36,8 +36,9 @@ class Algorithm:
     fits; `fit(params, task, features, target)` returns a fitted model (anything with `predict`).
     Give exactly one. `params` holds the algorithm's own hyperparameters that apply to `task`,
     those left null (None) omitted so the estimator keeps its own default; `features` is the
-    training features table (named columns, text columns as objects); `target` a numpy array,
-    or None for the task "unsupervised".
+    training features table (named columns, text columns as objects); `target` a numpy array
+    (of shape (rows, targets) when the job has several targets), or None for the task
+    "unsupervised".
 
     `tasks` are those it supports: "classification" and "regression" learn a target column;
     "unsupervised" (anomaly detection, clustering, embeddings) learns from features alone, and

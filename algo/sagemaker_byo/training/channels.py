@@ -51,7 +51,8 @@ class Table:
 
 def check_content_type(name: str, config: dict) -> int | None:
     """The channel's ContentType checked, and its `label_size` parameter (SageMaker's convention:
-    `text/csv;label_size=0` is features only, 1 a target column) or None where it gives none."""
+    `text/csv;label_size=0` is features only, N the first N columns are targets) or None where it
+    gives none."""
     content_type = (config.get(name) or {}).get("ContentType")
     if not content_type:
         return None
@@ -69,9 +70,9 @@ def check_content_type(name: str, config: dict) -> int | None:
     if "label_size" not in parameters:
         return None
     value = parameters["label_size"]
-    if value not in ("0", "1"):
+    if not value.isdigit():
         raise UserError(f"channel '{name}' has ContentType {content_type!r}: label_size must be 0 (features "
-                        f"only) or 1 (a target column), got {value}")
+                        f"only) or the number of target columns at the start of each row (1 or more), got {value}")
     return int(value)
 
 
@@ -233,8 +234,11 @@ def _header(source: Path | bytes) -> list[str]:
     return []
 
 
-def _is(column, target: str | int | None, columns) -> bool:
-    """Whether `column` is the target (a header name, or a 0-based index, default 0)."""
+def _is(column, target: str | int | list | None, columns) -> bool:
+    """Whether `column` is the target (a header name, or a 0-based index, default 0), or one of
+    the targets of a list."""
+    if isinstance(target, list):
+        return any(_is(column, one, columns) for one in target)
     target = 0 if target is None else target
     if isinstance(target, str) and not target.lstrip("-").isdigit():
         return str(column).strip() == target
@@ -288,32 +292,60 @@ def read_table(name: str, root: Path, *, header: bool = False, mode: str = "File
     return Table(frame, sources, [int(s) for s in starts])
 
 
-def split_target(table: Table, target: str | int | None, channel: str) -> tuple[pd.DataFrame, pd.Series]:
-    """Features and target column; `target` is a header name or a 0-based index (default: 0)."""
-    frame = table.frame
-    if frame.shape[1] < 2:
-        raise UserError(f"{table.sources[0]} has {frame.shape[1]} column; it needs a target and at least "
-                        f"one feature")
-    if target is None:
-        target = 0
+def _column(frame: pd.DataFrame, target: str | int, channel: str):
+    """The column a target names: a header name or a 0-based index."""
     if isinstance(target, str) and not target.lstrip("-").isdigit():
         if target not in frame.columns:
             names = ", ".join(map(repr, list(frame.columns)[:20]))
             hint = "" if any(isinstance(c, str) for c in frame.columns) else " (set header=true to read names)"
             raise UserError(f"target column {target!r} is not in channel '{channel}'; its columns are {names}{hint}")
-        column = target
-    else:
-        index = int(target)
-        if not -frame.shape[1] <= index < frame.shape[1]:
-            raise UserError(f"target column index {index} is outside channel '{channel}' with "
-                            f"{frame.shape[1]} columns")
-        column = frame.columns[index]
-    y = frame[column]
-    missing = y.isna().to_numpy()
+        return target
+    index = int(target)
+    if not -frame.shape[1] <= index < frame.shape[1]:
+        raise UserError(f"target column index {index} is outside channel '{channel}' with "
+                        f"{frame.shape[1]} columns")
+    return frame.columns[index]
+
+
+def _check_present(table: Table, values: pd.Series, column) -> None:
+    missing = values.isna().to_numpy()
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         raise UserError(f"{table.locate(row)} has no value in the target column ({_name(column)})")
+
+
+def split_target(table: Table, target: str | int | list | None,
+                 channel: str) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame]:
+    """Features and target column; `target` is a header name or a 0-based index (default: 0), or
+    a list of them (several targets: the target is then a DataFrame, its columns in that order)."""
+    if isinstance(target, list):
+        return split_targets(table, target, channel)
+    frame = table.frame
+    if frame.shape[1] < 2:
+        raise UserError(f"{table.sources[0]} has {frame.shape[1]} column; it needs a target and at least "
+                        f"one feature")
+    column = _column(frame, 0 if target is None else target, channel)
+    y = frame[column]
+    _check_present(table, y, column)
     features = frame.drop(columns=[column])
+    return features, y
+
+
+def split_targets(table: Table, targets: list, channel: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features and several target columns (names or 0-based indices), in the order given."""
+    frame = table.frame
+    columns = [_column(frame, target, channel) for target in targets]
+    twice = [c for i, c in enumerate(columns) if c in columns[:i]]
+    if twice:
+        raise UserError(f"the targets name the column {_name(twice[0])} twice; name each target column once")
+    if len(columns) >= frame.shape[1]:
+        raise UserError(f"channel '{channel}' has {frame.shape[1]} columns and {len(columns)} of them are targets, "
+                        f"which leaves no feature; give data with at least one feature column after the "
+                        f"{len(columns)} targets, or fewer targets (label_size, or the hyperparameter target)")
+    y = frame[columns]
+    for column in columns:
+        _check_present(table, y[column], column)
+    features = frame.drop(columns=columns)
     return features, y
 
 

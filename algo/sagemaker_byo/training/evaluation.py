@@ -1,7 +1,8 @@
 """Metrics by task, printed for MetricDefinitions and saved as JSON, and an evaluation figure.
 
 The figure is an SVG written here (a confusion matrix, or predicted against actual values), so
-it needs no plotting library in the image.
+it needs no plotting library in the image. A model of several targets gets each figure averaged
+over its targets (uniformly), the same per target, and no figure.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,10 @@ REGRESSION = "regression"
 UNSUPERVISED = "unsupervised"  # no target: anomaly detection, clustering, embeddings
 
 
-def scores(task: str, model, features, target: np.ndarray) -> dict[str, float]:
+def scores(task: str, model, features, target: np.ndarray, names: list | None = None) -> dict[str, float]:
+    """The task's metrics; for a target of several columns (`names`), see `several_scores`."""
+    if np.ndim(target) == 2:
+        return several_scores(task, model, features, target, names or list(range(np.shape(target)[1])))
     predicted = model.predict(features)
     if task == REGRESSION:
         return {
@@ -45,6 +50,46 @@ def scores(task: str, model, features, target: np.ndarray) -> dict[str, float]:
                 else:
                     result["roc_auc"] = float(skm.roc_auc_score(target, probabilities, multi_class="ovr",
                                                                 labels=classes))
+    return result
+
+
+def metric_suffix(name) -> str:
+    """A target's name as a part of a metric's name (`rmse_<target>`): the characters a
+    MetricDefinitions regex and a metric name take (letters, digits, `_`, `-`, `.`)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name).strip()) or "_"
+
+
+def several_scores(task: str, model, features, target: np.ndarray, names: list) -> dict[str, float]:
+    """Several targets: regression's rmse, mae and r2 are the uniform means of each target's;
+    classification's accuracy and f1_macro are too, and subset_accuracy counts the rows whose
+    every target is right. Each target's own figures follow, named `<metric>_<target>`."""
+    predicted = np.asarray(model.predict(features))
+    if predicted.shape != target.shape:
+        raise ValueError(f"the model predicts {predicted.shape[1:] or 'one value'} per row for "
+                         f"{target.shape[1]} targets")
+    each: dict[str, list[float]] = {}
+    for position in range(target.shape[1]):
+        one = target[:, position], predicted[:, position]
+        if task == REGRESSION:
+            actual, guess = (np.asarray(v, dtype=float) for v in one)
+            figures = {"rmse": math.sqrt(skm.mean_squared_error(actual, guess)),
+                       "mae": skm.mean_absolute_error(actual, guess),
+                       "r2": skm.r2_score(actual, guess) if len(actual) > 1 else float("nan")}
+        else:
+            actual, guess = (np.asarray(v).astype(str) for v in one)  # one column's classes, as text
+            figures = {"accuracy": skm.accuracy_score(actual, guess),
+                       "f1_macro": skm.f1_score(actual, guess, average="macro", zero_division=0)}
+        for metric, value in figures.items():
+            each.setdefault(metric, []).append(float(value))
+    result = {metric: float(np.mean(values)) for metric, values in each.items()}
+    if task != REGRESSION:
+        result["subset_accuracy"] = float(np.mean(np.all(target.astype(str) == predicted.astype(str), axis=1)))
+    suffixes = [metric_suffix(n) for n in names]
+    if len(set(suffixes)) < len(suffixes):  # names that differ only in other characters: their positions
+        suffixes = [str(position) for position in range(len(names))]
+    for metric, values in each.items():
+        for suffix, value in zip(suffixes, values, strict=True):
+            result[f"{metric}_{suffix}"] = value
     return result
 
 

@@ -2,7 +2,8 @@
 
 It parses the hyperparameters (the common ones below, and the chosen algorithm's own), reads the
 `training` channel (and `validation`, when given), splits off the target (none for an
-unsupervised algorithm, or data declared `label_size=0`), settles the task, has
+unsupervised algorithm, or data declared `label_size=0`; several columns for `label_size=N` or
+a list of `target` columns), settles the task, has
 the algorithm build (or fit) its model, fits it, growing it with checkpoints where it can grow
 and the job has a checkpoint folder, prints metrics for MetricDefinitions, and saves
 `model.joblib` with its description `model.json` atomically.
@@ -10,6 +11,7 @@ and the job has a checkpoint folder, prints metrics for MetricDefinitions, and s
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import logging
@@ -53,10 +55,11 @@ def common(catalogue: dict[str, Algorithm]) -> dict[str, Param]:
         "algorithm": Param(str, next(iter(catalogue)), choices=tuple(catalogue)),
         "task": Param(str, None, choices=(CLASSIFICATION, REGRESSION, UNSUPERVISED), nullable=True),
         "header": Param(bool, False),
+        # A column (header name or 0-based index), or a JSON list of them: several targets.
         "target": Param(str, None, nullable=True),
         # SageMaker's ContentType parameter, for tools that cannot set a channel's ContentType:
-        # 0 the data is features only, 1 it holds a target column; null: as the channel says.
-        "label_size": Param(int, None, low=0, high=1, nullable=True),
+        # 0 the data is features only, N its first N columns are targets; null: as the channel says.
+        "label_size": Param(int, None, low=0, nullable=True),
         "checkpoint_steps": Param(int, 10, low=1, high=1000),
     }
 
@@ -79,7 +82,40 @@ def parse_hyperparameters(raw: dict, catalogue: dict[str, Algorithm]) -> dict:
     if not isinstance(raw, dict):
         raise UserError("hyperparameters.json must hold a JSON object of name-value pairs")
     name = schema["algorithm"].coerce("algorithm", raw.get("algorithm", schema["algorithm"].default))
-    return Schema({**schema, **catalogue[name].hyperparameters}).parse(raw, context=f"algorithm '{name}'")
+    several = target_list(raw.get("target"))
+    if several is not None:  # checked here: the string parameter would refuse a list
+        raw = {key: value for key, value in raw.items() if key != "target"}
+    params = Schema({**schema, **catalogue[name].hyperparameters}).parse(raw, context=f"algorithm '{name}'")
+    if several is not None:
+        params["target"] = several[0] if len(several) == 1 else several
+    return params
+
+
+def target_list(raw: Any) -> list[str] | None:
+    """The hyperparameter target as a list of columns when it is a list: JSON (`["a", "b"]`, also
+    JSON-encoded once more by the SDK) or Python's spelling (`['a', 'b']`, what `str()` of a list
+    gives); None for a single column or none."""
+    value = raw
+    for _ in range(2):
+        if not isinstance(value, str):
+            break
+        text = value.strip()
+        try:
+            value = json.loads(text)
+        except ValueError:
+            if not text.startswith("["):
+                break
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise UserError(f"hyperparameter 'target' must be a column (a header name or a 0-based index) or "
+                                f"a JSON list of them, such as [\"a\", \"b\"]; got {raw!r}") from None
+    if not isinstance(value, (list, tuple)):
+        return None
+    if not value or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+        raise UserError(f"hyperparameter 'target' as a list must name one or more columns (header names or 0-based "
+                        f"indices), such as [\"a\", \"b\"]; got {raw!r}")
+    return [str(v).strip() for v in value]
 
 
 def given(raw: dict) -> set[str]:
@@ -114,7 +150,9 @@ def check_task(name: str, algorithm: Algorithm, task: str, inferred_from: str | 
     raise UserError(message)
 
 
-def infer_task(target: pd.Series) -> str:
+def infer_task(target: pd.Series | pd.DataFrame) -> str:
+    if isinstance(target, pd.DataFrame):
+        return infer_tasks(target)
     if target.dtype.kind not in "biuf":
         return CLASSIFICATION
     values = target.to_numpy(dtype=np.float64)
@@ -123,7 +161,27 @@ def infer_task(target: pd.Series) -> str:
     return REGRESSION
 
 
-def prepare_target(target: pd.Series, task: str) -> np.ndarray:
+def infer_tasks(targets: pd.DataFrame) -> str:
+    """Several targets: regression when every one is, classification when every one is."""
+    tasks = {column: infer_task(targets[column]) for column in targets.columns}
+    if len(set(tasks.values())) == 1:
+        return next(iter(tasks.values()))
+    kinds = "; ".join(f"{_shown(column)} {task}" for column, task in tasks.items())
+    numeric = all(targets[column].dtype.kind in "biuf" for column in targets.columns)
+    fix = "task=regression (every target is numeric)" if numeric else "task=classification (a target holds text)"
+    raise UserError(f"the targets look like different tasks ({kinds}); one model learns one task for all its "
+                    f"targets: set the hyperparameter {fix}, or train one model per kind of target")
+
+
+def prepare_target(target: pd.Series | pd.DataFrame, task: str) -> np.ndarray:
+    """A target as the estimator takes it: one column's values, or (rows, targets) for several."""
+    if isinstance(target, pd.DataFrame):
+        columns = [prepare_target(target[column], task) for column in target.columns]
+        if len({c.dtype for c in columns}) == 1:
+            return np.column_stack(columns)
+        # Text classes in one target and numbers in another: scikit-learn sorts every class of a
+        # multi-output target together, so every class is text (the model then answers "1", not 1).
+        return np.column_stack([c.astype(str) for c in columns]).astype(object)
     if task == REGRESSION:
         if target.dtype.kind not in "biuf":
             bad = pd.to_numeric(target, errors="coerce").isna().to_numpy()
@@ -176,6 +234,81 @@ def refusals_as_user_errors(name: str, task: str, params: dict) -> Iterator[None
         takes = ", ".join(sorted(params)) or "none"
         raise UserError(f"algorithm '{name}' ({task}) could not be built: {error}; "
                         f"its hyperparameters for {task}: {takes}") from error
+
+
+ONE_TARGET_REFUSALS = ("1d array", "1-d array", "column-vector y", "bad input shape")
+
+
+def takes_one_target(model, error: Exception) -> bool:
+    """Whether a fit's ValueError on a 2-D target is the estimator refusing several targets: its
+    message says it wants a 1-d y, or its scikit-learn tags say it is not multi-output."""
+    if any(phrase in str(error) for phrase in ONE_TARGET_REFUSALS):
+        return True
+    tags = getattr(model, "__sklearn_tags__", None)
+    try:
+        return tags is not None and not tags().target_tags.multi_output
+    except Exception:  # noqa: BLE001 - a model's own tags may be anything: no evidence either way
+        return False
+
+
+@contextmanager
+def several_targets_refused(name: str, current: Callable[[], Any], target: np.ndarray | None,
+                            names: list | None) -> Iterator[None]:
+    """Around a fit on several targets: an estimator that takes one target only becomes a
+    UserError naming the algorithm, instead of a bug in the training code. `current` gives the
+    model being fitted (None before `build` returns one)."""
+    try:
+        yield
+    except InvalidParameterError:
+        raise
+    except ValueError as error:
+        model = current()
+        if target is None or np.ndim(target) < 2 or not takes_one_target(model, error):
+            raise
+        estimator = "" if model is None else f" ({type(final_step(model)).__name__})"
+        shown = ", ".join(_shown(n) for n in names or [])
+        raise UserError(f"algorithm '{name}'{estimator} takes one target, and this job has {np.shape(target)[1]} "
+                        f"({shown}); train one model per target, or use an algorithm whose estimator takes several "
+                        f"(scikit-learn's multi-output ones: decision trees, forests, extra trees, k-nearest "
+                        f"neighbours, Ridge); its error: {error}") from error
+
+
+def target_spec(params: dict, size: int | None, source: str) -> str | list[str] | None:
+    """The column(s) to split off as the target: the hyperparameter target (a column, or a list
+    of several), or the first `size` columns where label_size says more than one; both said must
+    agree."""
+    target = params["target"]
+    if isinstance(target, list):
+        if size is not None and size != len(target):
+            raise UserError(f"{source} but the hyperparameter target names {len(target)} columns "
+                            f"({', '.join(map(repr, target))}): they disagree; set label_size={len(target)}, "
+                            f"or name {size} target column(s)")
+        return target
+    if size is not None and size > 1:
+        if target is not None:
+            raise UserError(f"{source} (the first {size} columns are targets) but the hyperparameter target names "
+                            f"one column, {target!r}: they disagree; name all {size} as a JSON list "
+                            f"(target=[\"a\", \"b\"]), or leave target out to take the first {size} columns")
+        return [str(position) for position in range(size)]
+    return target
+
+
+def _target_names(y) -> list | Any:
+    """A target's name, or the list of names of several."""
+    return list(y.columns) if isinstance(y, pd.DataFrame) else y.name
+
+
+def check_classes(target_name, values: np.ndarray) -> None:
+    """A classifier needs at least two classes in each target."""
+    if values.ndim == 1:
+        if len(np.unique(values)) < 2:
+            raise UserError(f"the target column {_shown(target_name)} holds one class only; "
+                            f"a classifier needs at least two")
+        return
+    for position, column in enumerate(target_name):
+        if len(pd.unique(values[:, position])) < 2:
+            raise UserError(f"the target column {_shown(column)} holds one class only; "
+                            f"a classifier needs at least two in each target")
 
 
 def fit(job: Job, model, data, target: np.ndarray | None, grows: str | None, steps: int, fingerprint: str):
@@ -251,6 +384,10 @@ def _shown(column) -> str:
 def describe(model, name: str, task: str, params: dict, features: pd.DataFrame, target_name, rows: int,
              metrics: dict, header: bool) -> dict:
     classes = getattr(model, "classes_", None)
+    if isinstance(classes, list):  # several targets: each its own classes
+        classes = [[_plain(c) for c in each] for each in classes]
+    elif classes is not None:
+        classes = [_plain(c) for c in classes]
     return {
         "format_version": FORMAT_VERSION,
         "model_file": MODEL_FILE,
@@ -262,8 +399,9 @@ def describe(model, name: str, task: str, params: dict, features: pd.DataFrame, 
         "feature_names_from_header": header,
         "categorical_features": [str(c) for c in text_columns(features)],
         "input": contract.measure(model, features).as_json(),
-        "target": None if target_name is None else str(target_name),
-        "classes": [_plain(c) for c in classes] if classes is not None else None,
+        "target": None if target_name is None else (
+            [str(_plain(c)) for c in target_name] if isinstance(target_name, list) else str(target_name)),
+        "classes": classes,
         "hyperparameters": params,
         "training_rows": rows,
         "metrics": metrics,
@@ -278,8 +416,10 @@ def describe(model, name: str, task: str, params: dict, features: pd.DataFrame, 
     }
 
 
-def read(job: Job, name: str, header: bool, target, labelled: bool = True) -> tuple[pd.DataFrame, pd.Series | None]:
-    """A channel's features and target column (None where the data is not `labelled`)."""
+def read(job: Job, name: str, header: bool, target,
+         labelled: bool = True) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame | None]:
+    """A channel's features and target column (a DataFrame of several; None where the data is not
+    `labelled`)."""
     mode = channels.input_mode(name, job.input_data_config)
     table = channels.read_table(name, job.channel(name), header=header, mode=mode, target=target,
                                 labelled=labelled)
@@ -293,7 +433,7 @@ def read(job: Job, name: str, header: bool, target, labelled: bool = True) -> tu
 
 
 def label_size(job: Job, params: dict) -> tuple[int | None, str]:
-    """Whether the data holds a target column (1), is features only (0) or does not say (None),
+    """How many target columns the data holds at its start (0: features only; None: not said),
     from the hyperparameter label_size and the channels' ContentType, and where that was said."""
     said = {}
     for channel in ("training", "validation"):
@@ -303,8 +443,9 @@ def label_size(job: Job, params: dict) -> tuple[int | None, str]:
     if params["label_size"] is not None:
         said[f"hyperparameter label_size={params['label_size']}"] = params["label_size"]
     if len(set(said.values())) > 1:
-        raise UserError(f"{' but '.join(said)}: they disagree; say whether the data holds a target column "
-                        f"(label_size=1) or features only (label_size=0) in one way")
+        groups = {size: " and ".join(where for where, value in said.items() if value == size) for size in said.values()}
+        raise UserError(f"{' but '.join(groups.values())}: they disagree; say whether the data holds a target column "
+                        f"(label_size=1), several (label_size=N) or features only (label_size=0) in one way")
     if not said:
         return None, ""
     return next(iter(said.values())), next(iter(said))
@@ -322,7 +463,7 @@ def supervision(name: str, algorithm: Algorithm, params: dict, size: int | None,
     if unsupervised:
         check_task(name, algorithm, UNSUPERVISED)
         # A target column the job names (or declares) is left out: it is no feature.
-        return True, size == 1 or (size is None and params["target"] is not None)
+        return True, (size is not None and size > 0) or (size is None and params["target"] is not None)
     if size == 0:
         raise UserError(
             f"the data is features only ({source}), but algorithm '{name}' learns a target "
@@ -349,7 +490,7 @@ def extra_metrics(name: str, algorithm: Algorithm, model, inputs, target) -> dic
     return checked
 
 
-Reader = Callable[[str, bool, Any], tuple[pd.DataFrame, pd.Series]]
+Reader = Callable[[str, bool, Any], tuple[pd.DataFrame, pd.Series | pd.DataFrame]]
 
 
 def train(job: Job, catalogue: dict[str, Algorithm], reader: Reader | None = None,
@@ -368,21 +509,27 @@ def train(job: Job, catalogue: dict[str, Algorithm], reader: Reader | None = Non
     if reader is not None and not labelled:
         raise UserError(f"algorithm '{name}' learns from features only, which trains on one instance; "
                         f"set the job's instance count to 1")
+    target = target_spec(params, size, source)
+    if reader is not None and isinstance(target, list) and labelled:  # multihost refuses them before reading
+        raise UserError("several targets train on one instance; set instance_count=1")
     reader = reader or (lambda channel, header, target: read(job, channel, header, target, labelled))
-    if target is not None and not target.lstrip("-").isdigit() and not header:
-        raise UserError(f"target {target!r} is a column name, which needs header=true; "
-                        f"or give the column's 0-based index")
+    for column in target if isinstance(target, list) else [target]:
+        if column is not None and not column.lstrip("-").isdigit() and not header:
+            raise UserError(f"target {column!r} is a column name, which needs header=true; "
+                            f"or give the column's 0-based index")
 
     started = time.monotonic()
     features, y = reader("training", header, target)
     rows = len(features)
-    target_name = None if unsupervised else y.name
+    target_name = None if unsupervised else _target_names(y)
     log.info("read %d training rows with %d features in %.1fs", rows, features.shape[1],
              time.monotonic() - started)
     if unsupervised:
         task = UNSUPERVISED
         if labelled:
-            log.info("algorithm %s takes no target: column %s is left out (%s)", name, _plain(y.name),
+            names = _target_names(y)
+            log.info("algorithm %s takes no target: column %s is left out (%s)", name,
+                     ", ".join(str(_plain(n)) for n in names) if isinstance(names, list) else _plain(names),
                      source or f"hyperparameter target={target}")
         else:
             log.info("no target: algorithm %s learns from all %d columns%s", name, features.shape[1],
@@ -392,14 +539,17 @@ def train(job: Job, catalogue: dict[str, Algorithm], reader: Reader | None = Non
             log.info("target: the first column (SageMaker's convention); for data without one, "
                      "set label_size=0 with an unsupervised algorithm")
         task = params["task"] or infer_task(y)
-        check_task(name, algorithm, task, inferred_from=None if params["task"] else repr(str(_plain(target_name))))
+        inferred = ", ".join(repr(str(_plain(n))) for n in (target_name if isinstance(target_name, list)
+                                                             else [target_name]))
+        check_task(name, algorithm, task, inferred_from=None if params["task"] else inferred)
+        if isinstance(target_name, list):
+            log.info("%d targets: %s (%s)", len(target_name), ", ".join(str(_plain(n)) for n in target_name), task)
     own = for_task(name, algorithm, params, job.hyperparameters, task)
     params = {key: value for key, value in params.items()  # as model.json records them: for this task
               if key not in algorithm.hyperparameters or algorithm.hyperparameters[key].applies_to(task)}
     target_values = None if unsupervised else prepare_target(y, task)
-    if task == CLASSIFICATION and len(np.unique(target_values)) < 2:
-        raise UserError(f"the target column {_shown(target_name)} holds one class only; "
-                        f"a classifier needs at least two")
+    if task == CLASSIFICATION:
+        check_classes(target_name, target_values)
 
     validation = None
     if job.has_channel("validation"):
@@ -416,7 +566,10 @@ def train(job: Job, catalogue: dict[str, Algorithm], reader: Reader | None = Non
     log.info("CPUs: %s; memory: %s", cpus, resources.describe_memory(resources.memory()))
     jobs, parallel = backend or (cpus.value, contextlib.nullcontext)
     # n_jobs=-1 and the native thread pools (OpenMP, BLAS) use the CPUs this container may use.
-    with refusals_as_user_errors(name, task, own), threadpool_limits(cpus.value), parallel():
+    several = target_name if isinstance(target_name, list) else None
+    model = None
+    with (refusals_as_user_errors(name, task, own), threadpool_limits(cpus.value), parallel(),
+          several_targets_refused(name, lambda: model, target_values, several)):
         if algorithm.fit is not None:
             log.info("fit started: algorithm %s on %d rows", name, rows)
             fit_started = time.monotonic()
@@ -440,13 +593,15 @@ def train(job: Job, catalogue: dict[str, Algorithm], reader: Reader | None = Non
         evaluated["validation"] = (model_input(validation[0], array), validation[1])
     metrics = {}
     for channel, (inputs, values) in evaluated.items():
-        metrics[channel] = {} if unsupervised else evaluation.scores(task, model, inputs, values)
+        metrics[channel] = {} if unsupervised else evaluation.scores(task, model, inputs, values, several)
         metrics[channel].update(extra_metrics(name, algorithm, model, inputs, values))
         for metric, value in metrics[channel].items():
             log_metric(channel, metric, value)
     output = job.paths.output_data
     evaluation.write_metrics(output / "metrics.json", metrics)
-    if not unsupervised:  # the figures compare predictions with the target
+    if several:
+        log.info("no evaluation.svg: it draws one target, and this model has %d", len(several))
+    elif not unsupervised:  # the figures compare predictions with the target
         channel = "validation" if validation is not None else "train"  # the figure of held-out data, if any
         inputs, values = evaluated[channel]
         evaluation.write_figure(output / "evaluation.svg", task, model, inputs, values, channel)

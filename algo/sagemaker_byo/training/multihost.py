@@ -61,6 +61,7 @@ def train(job: Job, catalogue: dict[str, Algorithm]) -> None:
     fitting.check_catalogue(catalogue)
     params = fitting.parse_hyperparameters(job.hyperparameters, catalogue)
     name = params["algorithm"]
+    refuse_several_targets(job, params, plan)
     refuse_unless_distributed(name, catalogue, plan)
     cluster.check_input_modes(plan, job.input_data_config)
     for channel in ("training", "validation"):
@@ -89,6 +90,17 @@ def train(job: Job, catalogue: dict[str, Algorithm]) -> None:
         succeeded = True
     finally:
         leader.finish(succeeded)
+
+
+def refuse_several_targets(job: Job, params: dict, plan: cluster.Plan) -> None:
+    """Several targets train on one host: refused before any host reads data or joins a cluster."""
+    size, source = fitting.label_size(job, params)
+    targets = fitting.target_spec(params, size, source)
+    if not isinstance(targets, list):
+        return
+    said = source or f"hyperparameter target={json.dumps(params['target'])}"
+    raise UserError(f"several targets ({said}) train on one host, and this job has {len(plan.hosts)} "
+                    f"({', '.join(plan.hosts)}); set instance_count=1")
 
 
 def refuse_unless_distributed(name: str, catalogue: dict[str, Algorithm], plan: cluster.Plan) -> None:

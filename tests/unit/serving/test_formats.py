@@ -613,6 +613,16 @@ def test_a_model_without_predict_proba_cannot_give_probabilities(models, iris, n
     assert raised.value.message == f"this model ({kind}) cannot give probabilities; ask for predictions instead"
 
 
+def test_a_model_of_several_targets_refuses_probabilities_instead_of_answering_a_table_per_target():
+    # Two rows and two targets: a table per target would count as one answer per row.
+    rows = np.random.default_rng(0).normal(size=(40, 3))
+    model = DecisionTreeClassifier(random_state=0).fit(rows, np.column_stack([rows[:, 0] > 0, rows[:, 1] > 0]))
+    with pytest.raises(BadRequest) as raised:
+        probabilities(model, rows[:2])
+    assert raised.value.message == ("this model (DecisionTreeClassifier) has 2 targets, and its probabilities are "
+                                    "one table per target; ask for predictions instead")
+
+
 # -- the Flask app, with the hooks of algo/predictor.py -----------------------------------------
 
 @pytest.fixture

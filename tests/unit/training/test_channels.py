@@ -307,15 +307,16 @@ def test_csv_channel_content_type_is_accepted_and_says_no_label_size(content_typ
 @pytest.mark.parametrize(("content_type", "size"), [
     ("text/csv;label_size=0", 0), ("text/csv; label_size=0", 0), ("Text/CSV; charset=utf-8; Label_Size=0", 0),
     ('text/csv; label_size="0"', 0), ("text/csv; label_size=1", 1), ("text/csv;label_size=1 ", 1),
+    ("text/csv;label_size=2", 2), ("text/csv; label_size=12", 12),
 ])
 def test_content_type_label_size_parameter_is_parsed(content_type, size):
     assert check_content_type("training", {"training": {"ContentType": content_type}}) == size
 
 
-@pytest.mark.parametrize("value", ["2", "-1", "one", ""])
-def test_a_label_size_other_than_0_or_1_is_a_user_error(value):
-    with pytest.raises(UserError, match=f"label_size must be 0 \\(features only\\) or 1 \\(a target column\\), "
-                                        f"got {value}$"):
+@pytest.mark.parametrize("value", ["-1", "one", "1.5", ""])
+def test_a_label_size_that_is_not_a_count_of_columns_is_a_user_error(value):
+    with pytest.raises(UserError, match=f"label_size must be 0 \\(features only\\) or the number of target "
+                                        f"columns at the start of each row \\(1 or more\\), got {value}$"):
         check_content_type("training", {"training": {"ContentType": f"text/csv; label_size={value}"}})
 
 
