@@ -36,6 +36,7 @@ log = logging.getLogger("train")
 NETWORK_ADVICE = ("check that the job's instances can reach each other: in a VPC, the security group "
                   "needs an inbound rule allowing all traffic from the security group itself")
 WATCH_INTERVAL = 1.0  # seconds between the leader's checks that every host is still in the cluster
+DEPARTURE_NOTICE = 5.0  # seconds a failed step waits for the scheduler to notice a host that died
 
 # Set in a worker host's process by the leader once the model is saved: the host then exits 0.
 _succeeded = threading.Event()
@@ -145,6 +146,22 @@ class Leader:
         """Those of `hosts` no longer in the cluster (an error: the cluster is closing)."""
         joined = self.joined()
         return [h for h in hosts if h not in joined]
+
+    def departed(self, hosts: list[str], within: float = DEPARTURE_NOTICE) -> list[str]:
+        """After a failed step: those of `hosts` that left the cluster, waiting up to `within`
+        seconds for the scheduler to notice. A host that dies breaks the step's own connections
+        (LightGBM's sockets, a lost future) a moment before the scheduler drops its worker, so the
+        step's error can come first; it is the departure that says what happened. None when the
+        cluster itself is closing: the step's own error says more."""
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                gone = self.gone(hosts)
+            except Exception:  # noqa: BLE001 - the cluster is closing
+                return []
+            if gone or time.monotonic() >= deadline:
+                return gone
+            time.sleep(0.2)
 
     @staticmethod
     def left(gone: list[str], what: str, why: str) -> UserError:

@@ -176,10 +176,7 @@ def gathered(job: Job, catalogue: dict[str, Algorithm], name: str, leader) -> No
         fitting.train(job, catalogue, reader=reader,
                       backend=(threads, lambda: joblib.parallel_config(backend="dask", client=leader.client)))
     except Exception as error:
-        try:
-            gone = leader.gone(hosts)  # Dask's own error (a lost future) may come before the watch's
-        except Exception:  # noqa: BLE001 - the cluster is closing: the fit's own error says more
-            gone = []
+        gone = leader.departed(hosts)  # Dask's own error (a lost future) may come before the watch's
         if gone:
             raise leader.left(gone, what, why) from error
         raise
@@ -312,10 +309,17 @@ def data_parallel(job: Job, algorithm: Algorithm, params: dict, leader) -> None:
                                                  shape=(summaries[h].rows,), dtype=_label_dtype(task, classes))
                                  for h, f in prepared.items()])
         log.info("fit started: %s on %d rows across %s", twin, rows, ", ".join(summaries))
-        watch = leader.watch(job, list(summaries), f"the {name} fit", "their rows")
+        hosts, what, why = list(summaries), f"the {name} fit", "their rows"
+        watch = leader.watch(job, hosts, what, why)
         fit_started = time.monotonic()
         try:
             twin.fit(features, labels)
+        except Exception as error:
+            # LightGBM's own sockets see a host die before the scheduler does.
+            gone = leader.departed(hosts)
+            if gone:
+                raise leader.left(gone, what, why) from error
+            raise
         finally:
             watch.set()
         log.info("fit finished in %.1fs", time.monotonic() - fit_started)
