@@ -31,6 +31,7 @@ import math
 import os
 import shutil
 import socketserver
+import struct
 import tempfile
 import threading
 import time
@@ -99,22 +100,31 @@ HELP = {
 }
 
 
-class _Series:
-    """One time series in this process's file: its running value, written through at each change."""
+_pack_double = struct.Struct("d").pack_into
 
-    __slots__ = ("key", "value", "write")
+
+class _Series:
+    """One time series in this process's file: its running value, written through at each change.
+
+    Written in place at the series' position in the file's mmap, as MmapedDict.write_value
+    writes it, without its key lookup and packing of a fresh timestamp (always 0 here): a
+    request writes 14 values. The mmap is looked up at each write because the file replaces
+    it when a new series makes it grow. prometheus_client is pinned exactly for these two
+    attributes (`_m`, `_positions`); tests/unit/serving/test_metrics.py reads what is written."""
+
+    __slots__ = ("file", "position", "value")
 
     def __init__(self, file: MmapedDict, key: str) -> None:
-        self.write, self.key, self.value = file.write_value, key, 0.0
-        self.write(key, 0.0, 0.0)
+        file.write_value(key, 0.0, 0.0)
+        self.file, self.position, self.value = file, file._positions[key], 0.0  # noqa: SLF001
 
     def add(self, amount: float) -> None:
         self.value += amount
-        self.write(self.key, self.value, 0.0)
+        _pack_double(self.file._m, self.position, self.value)  # noqa: SLF001
 
     def set(self, value: float) -> None:
         self.value = value
-        self.write(self.key, value, 0.0)
+        _pack_double(self.file._m, self.position, value)  # noqa: SLF001
 
 
 class _Histogram:
