@@ -13,9 +13,12 @@ every conftest.py, so nothing should be imported from there).
 from __future__ import annotations
 
 import atexit
+import csv
 import functools
 import importlib.util
+import io
 import itertools
+import json
 import os
 import random
 import shutil
@@ -231,3 +234,20 @@ def have_docker() -> bool:
     if shutil.which("docker") is None:
         return False
     return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+
+
+def bodies(rows) -> dict[str, bytes]:
+    """`rows` (a 2-D array of numbers) as a body of each format: CSV, JSON, JSON Lines."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows.tolist())
+    return {"text/csv": text.getvalue().encode(), "application/json": json.dumps(rows.tolist()).encode(),
+            "application/jsonlines": "".join(json.dumps(row) + "\n" for row in rows.tolist()).encode()}
+
+
+def answers(response, accept: str) -> list[list[float]]:
+    """The rows of values a response answered in `accept` (several values per row)."""
+    if accept == "text/csv":
+        return [[float(v) for v in line.split(",")] for line in response.text.splitlines()]
+    if accept == "application/json":
+        return response.json()["predictions"]
+    return [json.loads(line) for line in response.text.splitlines()]

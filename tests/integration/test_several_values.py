@@ -5,9 +5,6 @@ a body scored in chunks."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import shutil
 import textwrap
 
@@ -17,7 +14,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 
-from support import Server, have_nginx, plumbing_algo, require
+from support import Server, answers, bodies, have_nginx, plumbing_algo, require
 
 PREDICTOR = textwrap.dedent('''\
     """A fork's predictor: the model's predict, or transform for a model without one."""
@@ -73,21 +70,6 @@ def served(request, tmp_path_factory):
     own = model.predict if hasattr(model, "predict") else model.transform
     yield own, server
     server.stop()
-
-
-def bodies(rows: np.ndarray) -> dict[str, bytes]:
-    text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerows(rows.tolist())
-    return {"text/csv": text.getvalue().encode(), "application/json": json.dumps(rows.tolist()).encode(),
-            "application/jsonlines": "".join(json.dumps(row) + "\n" for row in rows.tolist()).encode()}
-
-
-def answers(response, accept: str) -> list[list[float]]:
-    if accept == "text/csv":
-        return [[float(v) for v in line.split(",")] for line in response.text.splitlines()]
-    if accept == "application/json":
-        return response.json()["predictions"]
-    return [json.loads(line) for line in response.text.splitlines()]
 
 
 @pytest.mark.parametrize("rows", [1, 7])

@@ -6,8 +6,6 @@ vector of targets, in CSV, JSON and JSON Lines, as the model's own `predict` doe
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from support import Server, have_nginx, require, run_train
+from support import Server, answers, bodies, have_nginx, require, run_train
 
 CONFIG = ("input", "config")
 
@@ -122,21 +120,6 @@ def served(label_size_2):
     server = Server(ml).start()
     yield joblib.load(ml / "model" / "model.joblib"), server
     server.stop()
-
-
-def bodies(features: np.ndarray) -> dict[str, bytes]:
-    text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerows(features.tolist())
-    return {"text/csv": text.getvalue().encode(), "application/json": json.dumps(features.tolist()).encode(),
-            "application/jsonlines": "".join(json.dumps(row) + "\n" for row in features.tolist()).encode()}
-
-
-def answers(response, accept: str) -> list[list[float]]:
-    if accept == "text/csv":
-        return [[float(v) for v in line.split(",")] for line in response.text.splitlines()]
-    if accept == "application/json":
-        return response.json()["predictions"]
-    return [json.loads(line) for line in response.text.splitlines()]
 
 
 @pytest.mark.parametrize("count", [1, 25])
