@@ -92,6 +92,16 @@ def plumbing_image_context(destination: Path) -> Path:
     return destination
 
 
+def require_module(name: str, what: str):
+    """`import name`, or skip the test module (fail it where every tier must run, as require)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if os.environ.get("REQUIRE_ALL_TIERS") == "1":
+            pytest.fail(f"{what} (REQUIRE_ALL_TIERS=1: this tier must run here)", pytrace=False)
+        pytest.skip(what, allow_module_level=True)
+
+
 def require(condition: bool, what: str) -> None:
     """Skip a test whose tier cannot run here, or fail it where every tier must run (CI)."""
     if condition:

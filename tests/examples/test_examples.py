@@ -2,7 +2,7 @@
 /opt/ml with the example's hyperparameters (and, for text, its data), the fork's real `train`,
 then the fork's real `serve` (nginx, gunicorn, 2 workers) answering what the saved model's own
 `predict` (and `predict_proba`) answers on the same rows. The example goes over the tests' own
-fork and job (tests/fixture_fork/), so what a fork changed in algo/ or local_test/ changes nothing.
+fork and job (tests/fixture_fork/), so what a fork changed in its own algorithm, hooks or job changes nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from forks import run_train
 from support import IRIS_FEATURES, JOB, REPO, Server, copy_test_dir, have_nginx, plumbing_algo, require
 
 EXAMPLES = REPO / "examples"
-IRIS = JOB / "input" / "data" / "training" / "iris.csv"
+IRIS = JOB / "input" / "data" / "training" / "rows.csv"
 
 
 def fork(tmp_path: Path, example: str, files: dict[str, str]) -> Path:

@@ -31,7 +31,7 @@ from support import JOB, copy_test_dir, host_env, plumbing_algo, run_train, wait
 TRAIN_METRIC = re.compile(r"train:accuracy=([0-9\.]+);")
 VALIDATION_METRIC = re.compile(r"validation:accuracy=([0-9\.]+);")
 IRIS_CLASSES = ["setosa", "versicolor", "virginica"]
-IRIS_TRAINING = (JOB / "input" / "data" / "training" / "iris.csv").read_text()
+IRIS_TRAINING = (JOB / "input" / "data" / "training" / "rows.csv").read_text()
 IRIS_ROWS = IRIS_TRAINING.splitlines()  # 120 rows: label, then four features
 FAILURE_REASON_LIMIT = 1024
 
@@ -149,10 +149,10 @@ ACCEPTED: dict[str, Arrange] = {
     "keys added by SageMaker": set_hyperparameters({
         "checkpoint_steps": "5", "_tuning_objective_metric": "validation:accuracy",
         "sagemaker_program": '"train.py"', "sagemaker_submit_directory": '"s3://bucket/code.tar.gz"'}),
-    "nested folders": set_files({"2024/01/part-0001/iris.csv": iris()}),
-    "gzipped csv": set_files({"iris.csv.gz": gzip.compress(iris().encode())}),
+    "nested folders": set_files({"2024/01/part-0001/rows.csv": iris()}),
+    "gzipped csv": set_files({"rows.csv.gz": gzip.compress(iris().encode())}),
     "hidden files": set_files({
-        "iris.csv": iris(), ".broken.csv": "not,a\nvalid,csv,file\n",
+        "rows.csv": iris(), ".broken.csv": "not,a\nvalid,csv,file\n",
         ".cache/stale.csv.gz": b"not gzip", "_SUCCESS": ""}),
     "several files": set_files({
         "part-0.csv": iris(IRIS_ROWS[:40]), "part-1.csv.gz": gzip.compress(iris(IRIS_ROWS[40:80]).encode()),
@@ -188,19 +188,19 @@ REJECTED = [
     Rejected("only empty files",
              set_files({"empty.csv": "", "blank.csv": "\n\n", "empty.csv.gz": gzip.compress(b"")}),
              ("'training'", "no data rows")),
-    Rejected("a longer row", set_files({"iris.csv": iris_with(3, "setosa,4.7,3.2,1.3,0.2,9.9")}),
-             ("iris.csv", "line 3 has 6 fields", "line 1 has 5")),
-    Rejected("a shorter row", set_files({"iris.csv": iris_with(5, "setosa,5.0,3.6,1.4")}),
-             ("iris.csv", "line 5 has 4 fields", "line 1 has 5")),
-    Rejected("non-numeric feature", set_files({"iris.csv": iris_with(4, "setosa,4.6,abc,1.5,0.2")}),
-             ("iris.csv", "'abc'", "'column_3'", "data row 4")),
+    Rejected("a longer row", set_files({"rows.csv": iris_with(3, "setosa,4.7,3.2,1.3,0.2,9.9")}),
+             ("rows.csv", "line 3 has 6 fields", "line 1 has 5")),
+    Rejected("a shorter row", set_files({"rows.csv": iris_with(5, "setosa,5.0,3.6,1.4")}),
+             ("rows.csv", "line 5 has 4 fields", "line 1 has 5")),
+    Rejected("non-numeric feature", set_files({"rows.csv": iris_with(4, "setosa,4.6,abc,1.5,0.2")}),
+             ("rows.csv", "'abc'", "'column_3'", "data row 4")),
     Rejected("a header row",
-             set_files({"iris.csv": "species,sepal_length,sepal_width,petal_length,petal_width\n" + iris()}),
-             ("iris.csv", "'sepal_length'", "'column_2'", "data row 1")),
-    Rejected("infinite feature", set_files({"iris.csv": iris_with(6, "setosa,inf,3.9,1.7,0.4")}),
-             ("iris.csv", "'column_2'", "data row 6", "infinite")),
-    Rejected("feature too large for the tree", set_files({"iris.csv": iris_with(6, "setosa,5.4,1e39,1.7,0.4")}),
-             ("iris.csv", "'column_3'", "data row 6", "too large")),
+             set_files({"rows.csv": "species,sepal_length,sepal_width,petal_length,petal_width\n" + iris()}),
+             ("rows.csv", "'sepal_length'", "'column_2'", "data row 1")),
+    Rejected("infinite feature", set_files({"rows.csv": iris_with(6, "setosa,inf,3.9,1.7,0.4")}),
+             ("rows.csv", "'column_2'", "data row 6", "infinite")),
+    Rejected("feature too large for the tree", set_files({"rows.csv": iris_with(6, "setosa,5.4,1e39,1.7,0.4")}),
+             ("rows.csv", "'column_3'", "data row 6", "too large")),
     Rejected("unknown hyperparameter", set_hyperparameters({"no_such_parameter": "0.1"}),
              ("'no_such_parameter'", "for algorithm '", "allowed: ", "checkpoint_steps", "target", "task")),
     Rejected("hyperparameter not an integer", set_hyperparameters({"checkpoint_steps": "three"}),
@@ -223,30 +223,30 @@ REJECTED = [
              ("inputdataconfig.json", "not valid JSON")),
     Rejected("unsupported content type", set_content_type("application/x-parquet"),
              ("'training'", "application/x-parquet", "text/csv")),
-    Rejected("truncated gzip", set_files({"iris.csv.gz": gzip.compress(iris().encode())[:200]}),
-             ("iris.csv.gz", "truncated or corrupt gzip")),
-    Rejected("gz file that is not gzip", set_files({"iris.csv.gz": iris()}),
-             ("iris.csv.gz", "gzip")),
-    Rejected("one class", set_files({"iris.csv": iris(IRIS_ROWS[:40])}),
+    Rejected("truncated gzip", set_files({"rows.csv.gz": gzip.compress(iris().encode())[:200]}),
+             ("rows.csv.gz", "truncated or corrupt gzip")),
+    Rejected("gz file that is not gzip", set_files({"rows.csv.gz": iris()}),
+             ("rows.csv.gz", "gzip")),
+    Rejected("one class", set_files({"rows.csv": iris(IRIS_ROWS[:40])}),
              ("one class",)),
-    Rejected("a single column", set_files({"iris.csv": iris([row.split(",")[0] for row in IRIS_ROWS])}),
-             ("iris.csv", "1 column", "a target and at least one feature")),
+    Rejected("a single column", set_files({"rows.csv": iris([row.split(",")[0] for row in IRIS_ROWS])}),
+             ("rows.csv", "1 column", "a target and at least one feature")),
     Rejected("files with different columns",
              set_files({"a.csv": iris(IRIS_ROWS[:60]),
                         "b.csv": iris([row.rsplit(",", 1)[0] for row in IRIS_ROWS[60:]])}),
              ("b.csv", "4 columns", "a.csv", "5")),
     Rejected("validation with another feature count",
-             set_files({"iris.csv": iris([row.rsplit(",", 1)[0] for row in IRIS_ROWS])}, "validation"),
+             set_files({"rows.csv": iris([row.rsplit(",", 1)[0] for row in IRIS_ROWS])}, "validation"),
              ("validation", "3 features", "4")),
-    Rejected("missing label", set_files({"iris.csv": iris_with(2, ",4.9,3,1.4,0.2")}),
-             ("iris.csv", "data row 2", "no value in the target column")),
-    Rejected("invalid UTF-8", set_files({"iris.csv": iris_with(7, "set\udcffosa,4.6,3.4,1.4,0.3")
+    Rejected("missing label", set_files({"rows.csv": iris_with(2, ",4.9,3,1.4,0.2")}),
+             ("rows.csv", "data row 2", "no value in the target column")),
+    Rejected("invalid UTF-8", set_files({"rows.csv": iris_with(7, "set\udcffosa,4.6,3.4,1.4,0.3")
                                          .encode("utf-8", "surrogateescape")}),
-             ("iris.csv", "UTF-8")),
+             ("rows.csv", "UTF-8")),
     Rejected("invalid UTF-8 in a quoted field",
-             set_files({"iris.csv": iris_with(3, '"set\udcffosa",4.7,3.2,1.3,0.2')
+             set_files({"rows.csv": iris_with(3, '"set\udcffosa",4.7,3.2,1.3,0.2')
                         .encode("utf-8", "surrogateescape")}),
-             ("iris.csv", "UTF-8")),
+             ("rows.csv", "UTF-8")),
 ]
 
 

@@ -21,12 +21,12 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import REPO, Server, copy_test_dir, have_nginx, require
+from support import REPO, Server, copy_test_dir, have_nginx, require, require_module
 
 # Hypothesis caches Unicode tables in ./.hypothesis unless told otherwise: keep the work tree clean.
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/sagemaker-byo-hypothesis")
-schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed (requirements-dev.txt)")
-yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (requirements-dev.txt)")
+schemathesis = require_module("schemathesis", "schemathesis is not installed (requirements-dev.txt)")
+yaml = require_module("yaml", "PyYAML is not installed (requirements-dev.txt)")
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402

@@ -24,11 +24,11 @@ import pytest
 import requests
 
 from procs import gunicorn_workers, worker_boots, worker_pids
-from support import PAYLOAD, REPO, Server, have_nginx, require
+from support import PAYLOAD, REPO, Server, have_nginx, require, require_module
 
 # Hypothesis caches Unicode tables in ./.hypothesis unless told otherwise: keep the work tree clean.
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/sagemaker-byo-hypothesis")
-hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is not installed (requirements-dev.txt)")
+hypothesis = require_module("hypothesis", "hypothesis is not installed (requirements-dev.txt)")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 

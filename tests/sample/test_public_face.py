@@ -29,3 +29,13 @@ def test_the_forks_code_passes_ruff():
     result = subprocess.run([ruff, "check", "--no-cache", "algo/algorithm.py", "algo/predictor.py", "tests/sample"],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_forks_run_scripts_pass_shellcheck():
+    shellcheck = shutil.which("shellcheck")
+    require(shellcheck is not None, "shellcheck is not installed (apt-get install shellcheck)")
+    scripts = sorted(str(path) for path in (REPO / "local_test").glob("*.sh"))
+    assert scripts, "no local_test/*.sh"
+    result = subprocess.run([shellcheck, "--external-sources", *scripts], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -105,7 +105,7 @@ def sdk_run(tmp_path_factory):
 
     for channel in ("training", "validation"):
         shutil.copytree(TEST_JOB / "input" / "data" / channel, workdir / channel)
-    validation = np.loadtxt(workdir / "validation" / "iris.csv", delimiter=",", dtype=str)
+    validation = np.loadtxt(workdir / "validation" / "rows.csv", delimiter=",", dtype=str)
     features = validation[:, 1:].astype(float)
     (workdir / "batch").mkdir()
     batches, start = {}, 0

@@ -22,7 +22,7 @@ from sagemaker_byo.serving.app import create_app
 from sagemaker_byo.serving.pipeline import Hooks
 from support import IRIS_FEATURES, JOB
 
-IRIS = JOB / "input" / "data" / "training" / "iris.csv"
+IRIS = JOB / "input" / "data" / "training" / "rows.csv"
 
 
 @pytest.fixture(scope="session")
