@@ -510,8 +510,6 @@ def train(job: Job, catalogue: dict[str, Algorithm], reader: Reader | None = Non
         raise UserError(f"algorithm '{name}' learns from features only, which trains on one instance; "
                         f"set the job's instance count to 1")
     target = target_spec(params, size, source)
-    if reader is not None and isinstance(target, list) and labelled:  # multihost refuses them before reading
-        raise UserError("several targets train on one instance; set instance_count=1")
     reader = reader or (lambda channel, header, target: read(job, channel, header, target, labelled))
     for column in target if isinstance(target, list) else [target]:
         if column is not None and not column.lstrip("-").isdigit() and not header:
