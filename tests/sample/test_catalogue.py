@@ -14,7 +14,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from sagemaker_byo.errors import UserError
-from sagemaker_byo.training import fitting
+from sagemaker_byo.training import fitting, plan
 from support import SAMPLE_JOB, import_sample
 
 ALGORITHMS = import_sample("algorithm").ALGORITHMS
@@ -47,7 +47,7 @@ def valid_value(param):
 
 
 def params_for(name: str, **raw) -> dict:
-    return fitting.parse_hyperparameters({"algorithm": name, **raw}, ALGORITHMS)
+    return plan.parse_hyperparameters({"algorithm": name, **raw}, ALGORITHMS)
 
 
 def own(name: str, task: str, **raw) -> dict:
@@ -66,13 +66,13 @@ def final(model):
 
 def test_the_catalogue_and_its_default():
     assert NAMES == ["decision_tree", "random_forest", "extra_trees", "gradient_boosting", "lightgbm", "linear"]
-    assert params_for("decision_tree")["algorithm"] == fitting.parse_hyperparameters({}, ALGORITHMS)["algorithm"]
+    assert params_for("decision_tree")["algorithm"] == plan.parse_hyperparameters({}, ALGORITHMS)["algorithm"]
 
 
 def test_the_bundled_job_hyperparameters_parse():
     """local_test's hyperparameters.json, and the strings SageMaker and a tuning job add."""
     raw = json.loads((SAMPLE_JOB / "input" / "config" / "hyperparameters.json").read_text())
-    parsed = fitting.parse_hyperparameters({**raw, "max_depth": "null",
+    parsed = plan.parse_hyperparameters({**raw, "max_depth": "null",
                                             "_tuning_objective_metric": "validation:accuracy"}, ALGORITHMS)
     assert parsed["algorithm"] == "decision_tree"
     assert (parsed["max_leaf_nodes"], parsed["criterion"], parsed["random_state"]) == (5, "gini", 0)
@@ -84,7 +84,7 @@ def test_every_algorithm_accepts_its_own_hyperparameters(name, key):
     param = ALGORITHMS[name].hyperparameters[key]
     parsed = params_for(name, **{key: valid_value(param)})
     assert parsed[key] == param.coerce(key, valid_value(param))
-    assert set(parsed) == set(fitting.common(ALGORITHMS)) | set(ALGORITHMS[name].hyperparameters)
+    assert set(parsed) == set(plan.common(ALGORITHMS)) | set(ALGORITHMS[name].hyperparameters)
 
 
 @pytest.mark.parametrize("name", NAMES)

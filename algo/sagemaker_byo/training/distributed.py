@@ -55,6 +55,14 @@ def configure() -> None:
     })
 
 
+def quiet() -> None:
+    """Dask's own logs at WARNING (its start-up chatter, dashboard addresses and optional
+    packages are not the job's news) unless the job's log level is DEBUG."""
+    level = logging.DEBUG if settings.log_level() <= logging.DEBUG else logging.WARNING
+    for name in ("distributed", "dask"):
+        logging.getLogger(name).setLevel(level)
+
+
 @dataclass
 class Sizes:
     """A worker's threads and memory limit: the figures serving uses for this container."""
@@ -306,33 +314,48 @@ def summarise(part: Part | None, classes_limit: int) -> Summary | None:
     )
 
 
-def prepare(part: Part, task: str, preprocessing) -> tuple[np.ndarray, np.ndarray]:
-    """A host's rows as the estimator takes them: preprocessed float32 features, and the target."""
+def prepare(part: Part, task: str, preprocessing, lacking: list | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A host's rows as the estimator takes them: preprocessed float32 features, the target, and
+    the rows' weights (1); a row of weight 0 (a copy of the first) for each class in `lacking`,
+    the classes of other hosts this host's rows lack."""
     from .fitting import prepare_target  # noqa: PLC0415
 
     features = part.features
     matrix = preprocessing.transform(features) if preprocessing is not None else features.to_numpy(np.float32)
-    return np.asarray(matrix, dtype=np.float32), prepare_target(part.target, task)
+    matrix, target = np.asarray(matrix, dtype=np.float32), prepare_target(part.target, task)
+    weights = np.ones(len(target), dtype=np.float32)
+    if lacking:
+        matrix = np.concatenate([matrix, np.repeat(matrix[:1], len(lacking), axis=0)])
+        target = np.concatenate([target, np.asarray(lacking, dtype=target.dtype)])
+        weights = np.concatenate([weights, np.zeros(len(lacking), dtype=np.float32)])
+    return matrix, target, weights
 
 
 def gather_rows(part: Part | None) -> tuple[pd.DataFrame, pd.Series] | None:
     return None if part is None else (part.features, part.target)
 
 
-def partial_scores(part: Part | None, model, task: str, classes: list | None) -> dict[str, Any] | None:
+def columns_of(part: Part | None) -> list | None:
+    return None if part is None else list(part.features.columns)
+
+
+def partial_scores(part: Part | None, model, task: str, classes: list | None, channel: str) -> dict[str, Any] | None:
     """Sums from which the leader computes a channel's metrics over every host's rows."""
     if part is None:
         return None
     from .evaluation import partial  # noqa: PLC0415
     from .fitting import prepare_target  # noqa: PLC0415
 
-    return partial(task, model, part.features, prepare_target(part.target, task), classes)
+    return partial(task, model, part.features, prepare_target(part.target, task), classes, channel)
 
 
-def prepared_scores(prepared: tuple[np.ndarray, np.ndarray], estimator, task: str, classes: list | None
-                    ) -> dict[str, Any]:
-    """partial_scores of a host's rows as `prepare` made them, with the final estimator."""
+def prepared_scores(prepared: tuple[np.ndarray, np.ndarray, np.ndarray], estimator, task: str,
+                    classes: list | None, channel: str) -> dict[str, Any]:
+    """partial_scores of a host's rows as `prepare` made them (but the rows of weight 0, which
+    stand in for classes the host lacks), with the final estimator."""
     from .evaluation import partial  # noqa: PLC0415
 
-    matrix, target = prepared
-    return partial(task, estimator, matrix, target, classes)
+    matrix, target, weights = prepared
+    real = weights > 0
+    return partial(task, estimator, matrix[real], target[real], classes, channel)

@@ -16,16 +16,34 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
+from ..errors import AlgorithmError
+
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 UNSUPERVISED = "unsupervised"  # no target: anomaly detection, clustering, embeddings
 
 
-def scores(task: str, model, features, target: np.ndarray, names: list | None = None) -> dict[str, float]:
+def predictions(model, features, target: np.ndarray, channel: str) -> np.ndarray:
+    """The model's predict on a channel's rows, held to the shape of the job's target: one value
+    per row, or one per target. A (rows, 1) answer to one target is that target's column."""
+    predicted = np.asarray(model.predict(features))
+    expected = np.shape(target)
+    if len(expected) == 1 and predicted.ndim == 2 and predicted.shape[1:] == (1,):
+        predicted = predicted[:, 0]
+    if predicted.shape != expected:
+        each = "one value per row" if len(expected) == 1 else f"{expected[1]} values per row, one per target"
+        raise AlgorithmError(f"the model's predict gave an array of shape {predicted.shape} for the {expected[0]} rows "
+                             f"of channel '{channel}'; this job expects shape {expected} ({each}): its predict must "
+                             f"answer the job's target(s), one row per input row")
+    return predicted
+
+
+def scores(task: str, model, features, target: np.ndarray, names: list | None = None,
+           channel: str = "train") -> dict[str, float]:
     """The task's metrics; for a target of several columns (`names`), see `several_scores`."""
     if np.ndim(target) == 2:
-        return several_scores(task, model, features, target, names or list(range(np.shape(target)[1])))
-    predicted = model.predict(features)
+        return several_scores(task, model, features, target, names or list(range(np.shape(target)[1])), channel)
+    predicted = predictions(model, features, target, channel)
     if task == REGRESSION:
         return {
             "rmse": float(math.sqrt(skm.mean_squared_error(target, predicted))),
@@ -59,14 +77,12 @@ def metric_suffix(name) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name).strip()) or "_"
 
 
-def several_scores(task: str, model, features, target: np.ndarray, names: list) -> dict[str, float]:
+def several_scores(task: str, model, features, target: np.ndarray, names: list,
+                   channel: str = "train") -> dict[str, float]:
     """Several targets: regression's rmse, mae and r2 are the uniform means of each target's;
     classification's accuracy and f1_macro are too, and subset_accuracy counts the rows whose
     every target is right. Each target's own figures follow, named `<metric>_<target>`."""
-    predicted = np.asarray(model.predict(features))
-    if predicted.shape != target.shape:
-        raise ValueError(f"the model predicts {predicted.shape[1:] or 'one value'} per row for "
-                         f"{target.shape[1]} targets")
+    predicted = predictions(model, features, target, channel)
     each: dict[str, list[float]] = {}
     for position in range(target.shape[1]):
         one = target[:, position], predicted[:, position]
@@ -93,10 +109,10 @@ def several_scores(task: str, model, features, target: np.ndarray, names: list) 
     return result
 
 
-def partial(task: str, model, features, target: np.ndarray, classes: list | None) -> dict:
+def partial(task: str, model, features, target: np.ndarray, classes: list | None, channel: str = "train") -> dict:
     """Sums over one host's rows from which `combine` gives the metrics of every host's rows
     exactly (but ROC AUC, which does not add up: left out across hosts)."""
-    predicted = model.predict(features)
+    predicted = predictions(model, features, target, channel)
     if task == REGRESSION:
         target, predicted = np.asarray(target, dtype=float), np.asarray(predicted, dtype=float)
         error = predicted - target

@@ -1,9 +1,10 @@
 """The training job around an algorithm of algo/algorithm.py: `train(job, ALGORITHMS)`.
 
-It parses the hyperparameters (the common ones below, and the chosen algorithm's own), reads the
-`training` channel (and `validation`, when given), splits off the target (none for an
-unsupervised algorithm, or data declared `label_size=0`; several columns for `label_size=N` or
-a list of `target` columns), settles the task, has
+What the job says about its data is decided first (training.plan: hyperparameters, target,
+label_size, supervision, channels). Then it reads the `training` channel (and the held-out
+`validation` and `test`, when given), splits off the target (none for an unsupervised algorithm,
+or data declared `label_size=0`; several columns for `label_size=N` or a list of `target`
+columns), settles the task, has
 the algorithm build (or fit) its model, fits it, growing it with checkpoints where it can grow
 and the job has a checkpoint folder, prints metrics for MetricDefinitions, and saves
 `model.joblib` with its description `model.json` atomically.
@@ -11,7 +12,6 @@ and the job has a checkpoint folder, prints metrics for MetricDefinitions, and s
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import json
 import logging
@@ -33,11 +33,12 @@ from threadpoolctl import threadpool_limits
 
 from .. import contract, resources
 from ..errors import AlgorithmError, UserError
-from . import channels, checkpoints, evaluation
+from . import channels, checkpoints, evaluation, plan
 from .algorithms import Algorithm, text_columns
-from .hyperparameters import IGNORED_PREFIXES, Param, Schema, decode
+from .hyperparameters import IGNORED_PREFIXES, decode
 from .job import Job, save_model
 from .job import metric as log_metric
+from .plan import check_task
 
 log = logging.getLogger("train")
 
@@ -47,75 +48,6 @@ FORMAT_VERSION = 2
 CLASSIFICATION, REGRESSION = evaluation.CLASSIFICATION, evaluation.REGRESSION
 UNSUPERVISED = evaluation.UNSUPERVISED
 MAX_CLASSES_INFERRED = 20  # an integer target with more distinct values is taken for regression
-
-
-def common(catalogue: dict[str, Algorithm]) -> dict[str, Param]:
-    """The hyperparameters every algorithm takes; `algorithm` defaults to the catalogue's first."""
-    return {
-        "algorithm": Param(str, next(iter(catalogue)), choices=tuple(catalogue)),
-        "task": Param(str, None, choices=(CLASSIFICATION, REGRESSION, UNSUPERVISED), nullable=True),
-        "header": Param(bool, False),
-        # A column (header name or 0-based index), or a JSON list of them: several targets.
-        "target": Param(str, None, nullable=True),
-        # SageMaker's ContentType parameter, for tools that cannot set a channel's ContentType:
-        # 0 the data is features only, N its first N columns are targets; null: as the channel says.
-        "label_size": Param(int, None, low=0, nullable=True),
-        "checkpoint_steps": Param(int, 10, low=1, high=1000),
-    }
-
-
-def check_catalogue(catalogue: Any) -> None:
-    if not isinstance(catalogue, dict) or not catalogue:
-        raise AlgorithmError("algorithm.py's ALGORITHMS must be a non-empty dict of name to Algorithm")
-    names = set(common({"": None}))
-    for name, algorithm in catalogue.items():
-        if not isinstance(algorithm, Algorithm):
-            raise AlgorithmError(f"ALGORITHMS[{name!r}] is a {type(algorithm).__name__}, not an Algorithm")
-        clash = sorted(names & set(algorithm.hyperparameters))
-        if clash:
-            raise AlgorithmError(f"algorithm {name!r} declares {', '.join(clash)}, which every algorithm takes")
-
-
-def parse_hyperparameters(raw: dict, catalogue: dict[str, Algorithm]) -> dict:
-    """Every hyperparameter of the chosen algorithm, typed, with defaults (for either task)."""
-    schema = common(catalogue)
-    if not isinstance(raw, dict):
-        raise UserError("hyperparameters.json must hold a JSON object of name-value pairs")
-    name = schema["algorithm"].coerce("algorithm", raw.get("algorithm", schema["algorithm"].default))
-    several = target_list(raw.get("target"))
-    if several is not None:  # checked here: the string parameter would refuse a list
-        raw = {key: value for key, value in raw.items() if key != "target"}
-    params = Schema({**schema, **catalogue[name].hyperparameters}).parse(raw, context=f"algorithm '{name}'")
-    if several is not None:
-        params["target"] = several[0] if len(several) == 1 else several
-    return params
-
-
-def target_list(raw: Any) -> list[str] | None:
-    """The hyperparameter target as a list of columns when it is a list: JSON (`["a", "b"]`, also
-    JSON-encoded once more by the SDK) or Python's spelling (`['a', 'b']`, what `str()` of a list
-    gives); None for a single column or none."""
-    value = raw
-    for _ in range(2):
-        if not isinstance(value, str):
-            break
-        text = value.strip()
-        try:
-            value = json.loads(text)
-        except ValueError:
-            if not text.startswith("["):
-                break
-            try:
-                value = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                raise UserError(f"hyperparameter 'target' must be a column (a header name or a 0-based index) or "
-                                f"a JSON list of them, such as [\"a\", \"b\"]; got {raw!r}") from None
-    if not isinstance(value, (list, tuple)):
-        return None
-    if not value or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
-        raise UserError(f"hyperparameter 'target' as a list must name one or more columns (header names or 0-based "
-                        f"indices), such as [\"a\", \"b\"]; got {raw!r}")
-    return [str(v).strip() for v in value]
 
 
 def given(raw: dict) -> set[str]:
@@ -140,25 +72,28 @@ def for_task(name: str, algorithm: Algorithm, params: dict, raw: dict, task: str
     return own
 
 
-def check_task(name: str, algorithm: Algorithm, task: str, inferred_from: str | None = None) -> None:
-    if task in algorithm.tasks:
-        return
-    message = f"algorithm '{name}' has no {task} variant; it supports: {', '.join(algorithm.tasks)}"
-    if inferred_from is not None:
-        message += (f" (the task was inferred from the target column {inferred_from}; set the hyperparameter "
-                    f"task to {' or '.join(algorithm.tasks)} if that is what it is)")
-    raise UserError(message)
+def task_of(kind: str, distinct) -> str:
+    """The task a target implies, from its dtype's kind and its distinct values (None where there
+    are more than MAX_CLASSES_INFERRED): text is classes; a few whole numbers are classes; other
+    numbers are a regression. One rule for one host and several (which know only these two)."""
+    if kind not in "biuf":
+        return CLASSIFICATION
+    if distinct is None or len(distinct) > MAX_CLASSES_INFERRED:
+        return REGRESSION
+    whole = all(float(v) == round(float(v)) for v in distinct)
+    return CLASSIFICATION if whole else REGRESSION
+
+
+def distinct_values(values: pd.Series, limit: int = MAX_CLASSES_INFERRED) -> list | None:
+    """A column's distinct values, or None where it has more than `limit`."""
+    distinct = pd.unique(values.to_numpy())
+    return distinct.tolist() if len(distinct) <= limit else None
 
 
 def infer_task(target: pd.Series | pd.DataFrame) -> str:
     if isinstance(target, pd.DataFrame):
         return infer_tasks(target)
-    if target.dtype.kind not in "biuf":
-        return CLASSIFICATION
-    values = target.to_numpy(dtype=np.float64)
-    if np.all(values == np.round(values)) and len(np.unique(values)) <= MAX_CLASSES_INFERRED:
-        return CLASSIFICATION
-    return REGRESSION
+    return task_of(target.dtype.kind, distinct_values(target))
 
 
 def infer_tasks(targets: pd.DataFrame) -> str:
@@ -271,26 +206,6 @@ def several_targets_refused(name: str, current: Callable[[], Any], target: np.nd
                         f"({shown}); train one model per target, or use an algorithm whose estimator takes several "
                         f"(scikit-learn's multi-output ones: decision trees, forests, extra trees, k-nearest "
                         f"neighbours, Ridge); its error: {error}") from error
-
-
-def target_spec(params: dict, size: int | None, source: str) -> str | list[str] | None:
-    """The column(s) to split off as the target: the hyperparameter target (a column, or a list
-    of several), or the first `size` columns where label_size says more than one; both said must
-    agree."""
-    target = params["target"]
-    if isinstance(target, list):
-        if size is not None and size != len(target):
-            raise UserError(f"{source} but the hyperparameter target names {len(target)} columns "
-                            f"({', '.join(map(repr, target))}): they disagree; set label_size={len(target)}, "
-                            f"or name {size} target column(s)")
-        return target
-    if size is not None and size > 1:
-        if target is not None:
-            raise UserError(f"{source} (the first {size} columns are targets) but the hyperparameter target names "
-                            f"one column, {target!r}: they disagree; name all {size} as a JSON list "
-                            f"(target=[\"a\", \"b\"]), or leave target out to take the first {size} columns")
-        return [str(position) for position in range(size)]
-    return target
 
 
 def _target_names(y) -> list | Any:
@@ -416,6 +331,14 @@ def describe(model, name: str, task: str, params: dict, features: pd.DataFrame, 
     }
 
 
+def check_same_columns(channel: str, columns, training) -> None:
+    """A held-out channel holds the training channel's features, in its order."""
+    if list(columns) != list(training):
+        raise UserError(f"the {channel} channel has {len(columns)} features "
+                        f"({', '.join(map(str, list(columns)[:5]))}...) but training has "
+                        f"{len(training)} ({', '.join(map(str, list(training)[:5]))}...)")
+
+
 def read(job: Job, name: str, header: bool, target,
          labelled: bool = True) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame | None]:
     """A channel's features and target column (a DataFrame of several; None where the data is not
@@ -430,47 +353,6 @@ def read(job: Job, name: str, header: bool, target,
     features = name_columns(features)
     channels.check_features(features, table)
     return features, y
-
-
-def label_size(job: Job, params: dict) -> tuple[int | None, str]:
-    """How many target columns the data holds at its start (0: features only; None: not said),
-    from the hyperparameter label_size and the channels' ContentType, and where that was said."""
-    said = {}
-    for channel in ("training", "validation"):
-        size = channels.check_content_type(channel, job.input_data_config)
-        if size is not None:
-            said[f"channel '{channel}' ContentType label_size={size}"] = size
-    if params["label_size"] is not None:
-        said[f"hyperparameter label_size={params['label_size']}"] = params["label_size"]
-    if len(set(said.values())) > 1:
-        groups = {size: " and ".join(where for where, value in said.items() if value == size) for size in said.values()}
-        raise UserError(f"{' but '.join(groups.values())}: they disagree; say whether the data holds a target column "
-                        f"(label_size=1), several (label_size=N) or features only (label_size=0) in one way")
-    if not said:
-        return None, ""
-    return next(iter(said.values())), next(iter(said))
-
-
-def supervision(name: str, algorithm: Algorithm, params: dict, size: int | None, source: str) -> tuple[bool, bool]:
-    """(whether the model learns from features alone, whether the data holds a target column)."""
-    task = params["task"]
-    if task is not None:
-        unsupervised = task == UNSUPERVISED
-    elif UNSUPERVISED not in algorithm.tasks:
-        unsupervised = False
-    else:
-        unsupervised = size == 0 or not algorithm.supervised
-    if unsupervised:
-        check_task(name, algorithm, UNSUPERVISED)
-        # A target column the job names (or declares) is left out: it is no feature.
-        return True, (size is not None and size > 0) or (size is None and params["target"] is not None)
-    if size == 0:
-        raise UserError(
-            f"the data is features only ({source}), but algorithm '{name}' learns a target "
-            f"({' or '.join(t for t in algorithm.tasks if t != UNSUPERVISED)}); give data with its target column "
-            f"(the first, or the one the hyperparameter target names) and label_size=1, or choose an algorithm "
-            f"with tasks=(\"unsupervised\",)")
-    return False, True
 
 
 def extra_metrics(name: str, algorithm: Algorithm, model, inputs, target) -> dict[str, float]:
@@ -494,27 +376,18 @@ Reader = Callable[[str, bool, Any], tuple[pd.DataFrame, pd.Series | pd.DataFrame
 
 
 def train(job: Job, catalogue: dict[str, Algorithm], reader: Reader | None = None,
-          backend: tuple[int, Callable[[], AbstractContextManager]] | None = None) -> None:
-    """Train on this host. A job across hosts (training.multihost) passes the `reader` of a
-    channel's rows from every host, and the `backend` the fit's joblib work runs on: its
-    parallelism (n_jobs) and a context that selects it."""
-    check_catalogue(catalogue)
-    params = parse_hyperparameters(job.hyperparameters, catalogue)
-    size, source = label_size(job, params)
-    name, header, target = params["algorithm"], params["header"], params["target"]
+          backend: tuple[int, Callable[[], AbstractContextManager]] | None = None,
+          data_plan: plan.DataPlan | None = None) -> None:
+    """Train on this host. A job across hosts (training.multihost) passes the `data_plan` it
+    decided, the `reader` of a channel's rows from every host, and the `backend` the fit's
+    joblib work runs on: its parallelism (n_jobs) and a context that selects it."""
+    data_plan = data_plan or plan.decide(job, catalogue)
+    plan.announce(data_plan, job)
+    params, name, header, target = data_plan.params, data_plan.algorithm, data_plan.header, data_plan.target
+    size, source = data_plan.label_size, data_plan.said
+    unsupervised, labelled = data_plan.unsupervised, data_plan.labelled
     algorithm = catalogue[name]
-    if params["task"] is not None:
-        check_task(name, algorithm, params["task"])
-    unsupervised, labelled = supervision(name, algorithm, params, size, source)
-    if reader is not None and not labelled:
-        raise UserError(f"algorithm '{name}' learns from features only, which trains on one instance; "
-                        f"set the job's instance count to 1")
-    target = target_spec(params, size, source)
     reader = reader or (lambda channel, header, target: read(job, channel, header, target, labelled))
-    for column in target if isinstance(target, list) else [target]:
-        if column is not None and not column.lstrip("-").isdigit() and not header:
-            raise UserError(f"target {column!r} is a column name, which needs header=true; "
-                            f"or give the column's 0-based index")
 
     started = time.monotonic()
     features, y = reader("training", header, target)
@@ -549,14 +422,11 @@ def train(job: Job, catalogue: dict[str, Algorithm], reader: Reader | None = Non
     if task == CLASSIFICATION:
         check_classes(target_name, target_values)
 
-    validation = None
-    if job.has_channel("validation"):
-        v_features, v_y = reader("validation", header, target)
-        if list(v_features.columns) != list(features.columns):
-            raise UserError(f"the validation channel has {v_features.shape[1]} features "
-                            f"({', '.join(map(str, v_features.columns[:5]))}...) but training has "
-                            f"{features.shape[1]} ({', '.join(map(str, features.columns[:5]))}...)")
-        validation = (v_features, None if unsupervised else prepare_target(v_y, task))
+    held_out = {}
+    for channel in data_plan.held_out:
+        h_features, h_y = reader(channel, header, target)
+        check_same_columns(channel, h_features.columns, features.columns)
+        held_out[channel] = (h_features, None if unsupervised else prepare_target(h_y, task))
 
     array = fits_on_array(features, algorithm)
     data = model_input(features, array)
@@ -587,11 +457,12 @@ def train(job: Job, catalogue: dict[str, Algorithm], reader: Reader | None = Non
                 model.set_params(**replaced)  # saved as given: the server sizes it to its own CPUs
 
     evaluated = {"train": (data, target_values)}
-    if validation is not None:
-        evaluated["validation"] = (model_input(validation[0], array), validation[1])
+    for channel, (h_features, h_values) in held_out.items():
+        evaluated[channel] = (model_input(h_features, array), h_values)
     metrics = {}
     for channel, (inputs, values) in evaluated.items():
-        metrics[channel] = {} if unsupervised else evaluation.scores(task, model, inputs, values, several)
+        metrics[channel] = {} if unsupervised else evaluation.scores(
+            task, model, inputs, values, several, plan.TRAINING if channel == "train" else channel)
         metrics[channel].update(extra_metrics(name, algorithm, model, inputs, values))
         for metric, value in metrics[channel].items():
             log_metric(channel, metric, value)
@@ -600,7 +471,7 @@ def train(job: Job, catalogue: dict[str, Algorithm], reader: Reader | None = Non
     if several:
         log.info("no evaluation.svg: it draws one target, and this model has %d", len(several))
     elif not unsupervised:  # the figures compare predictions with the target
-        channel = "validation" if validation is not None else "train"  # the figure of held-out data, if any
+        channel = next(iter(held_out), "train")  # the figure of held-out data, if any
         inputs, values = evaluated[channel]
         evaluation.write_figure(output / "evaluation.svg", task, model, inputs, values, channel)
 

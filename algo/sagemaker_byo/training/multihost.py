@@ -33,7 +33,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from .. import resources, settings
 from ..errors import AlgorithmError, UserError
-from . import channels, cluster, evaluation, fitting
+from . import cluster, evaluation, fitting, plan
 from .algorithms import Algorithm
 from .job import Job, save_model
 from .job import metric as log_metric
@@ -54,53 +54,53 @@ SUMMARY_STEPS = (ColumnTransformer, Pipeline, OrdinalEncoder, OneHotEncoder)
 
 
 def train(job: Job, catalogue: dict[str, Algorithm]) -> None:
-    plan = cluster.plan(job.resource_config)
-    if not plan.several:
-        fitting.train(job, catalogue)
+    hosts = cluster.plan(job.resource_config)
+    # What the job says about its data, decided and refused alike on one host and several.
+    data = plan.decide(job, catalogue)
+    plan.announce(data, job)
+    if not hosts.several:
+        fitting.train(job, catalogue, data_plan=data)
         return
-    fitting.check_catalogue(catalogue)
-    params = fitting.parse_hyperparameters(job.hyperparameters, catalogue)
-    name = params["algorithm"]
-    refuse_several_targets(job, params, plan)
-    refuse_unless_distributed(name, catalogue, plan)
-    cluster.check_input_modes(plan, job.input_data_config)
-    for channel in ("training", "validation"):
-        channels.check_content_type(channel, job.input_data_config)
+    name = data.algorithm
+    refuse_on_several_hosts(data, catalogue, hosts)
+    cluster.check_input_modes(hosts, job.input_data_config)
 
     from . import distributed  # noqa: PLC0415 - Dask is loaded only by a job of several hosts
 
+    distributed.quiet()
     config = settings.cluster()
     deadline = time.monotonic() + config.wait
-    addresses = {host: cluster.resolve(host, max(1.0, deadline - time.monotonic())) for host in plan.hosts}
-    log.info("host %s of %s (leader %s); addresses: %s", plan.current, ", ".join(plan.hosts), plan.leader,
+    addresses = {host: cluster.resolve(host, max(1.0, deadline - time.monotonic())) for host in hosts.hosts}
+    log.info("host %s of %s (leader %s); addresses: %s", hosts.current, ", ".join(hosts.hosts), hosts.leader,
              ", ".join(f"{h}={a}" for h, a in addresses.items()))
     sizes = distributed.Sizes.here()
-    if not plan.is_leader:
-        distributed.serve(plan, addresses[plan.current], addresses[plan.leader], config, sizes)
+    if not hosts.is_leader:
+        distributed.serve(hosts, addresses[hosts.current], addresses[hosts.leader], config, sizes)
         return
-    leader = distributed.Leader(plan, addresses[plan.current], config, sizes)
+    leader = distributed.Leader(hosts, addresses[hosts.current], config, sizes)
     succeeded = False
     try:
         leader.start()
         leader.wait_for_workers()
         if catalogue[name].distributed == "joblib":
-            gathered(job, catalogue, name, leader)
+            gathered(job, catalogue, data, leader)
         else:
-            data_parallel(job, catalogue[name], params, leader)
+            data_parallel(job, catalogue[name], data, leader)
         succeeded = True
     finally:
         leader.finish(succeeded)
 
 
-def refuse_several_targets(job: Job, params: dict, plan: cluster.Plan) -> None:
-    """Several targets train on one host: refused before any host reads data or joins a cluster."""
-    size, source = fitting.label_size(job, params)
-    targets = fitting.target_spec(params, size, source)
-    if not isinstance(targets, list):
-        return
-    said = source or f"hyperparameter target={json.dumps(params['target'])}"
-    raise UserError(f"several targets ({said}) train on one host, and this job has {len(plan.hosts)} "
-                    f"({', '.join(plan.hosts)}); set instance_count=1")
+def refuse_on_several_hosts(data: plan.DataPlan, catalogue: dict[str, Algorithm], hosts: cluster.Plan) -> None:
+    """What trains on one host only, refused before any host reads data or joins a cluster."""
+    name = data.algorithm
+    if data.several:
+        raise UserError(f"several targets ({data.target_source()}) train on one host, and this job has "
+                        f"{len(hosts.hosts)} ({', '.join(hosts.hosts)}); set instance_count=1")
+    if data.unsupervised:
+        raise UserError(f"algorithm '{name}' learns from features only, which trains on one instance; "
+                        f"set the job's instance count to 1")
+    refuse_unless_distributed(name, catalogue, hosts)
 
 
 def refuse_unless_distributed(name: str, catalogue: dict[str, Algorithm], plan: cluster.Plan) -> None:
@@ -138,8 +138,10 @@ def _check_columns(summaries: dict, channel: str) -> None:
 # -- "joblib": the leader gathers the rows, the fit's joblib work runs on every host -----------------
 
 
-def gathered(job: Job, catalogue: dict[str, Algorithm], name: str, leader) -> None:
+def gathered(job: Job, catalogue: dict[str, Algorithm], data: plan.DataPlan, leader) -> None:
     from . import distributed  # noqa: PLC0415
+
+    name = data.algorithm
 
     memory = resources.memory().value
 
@@ -173,7 +175,7 @@ def gathered(job: Job, catalogue: dict[str, Algorithm], name: str, leader) -> No
     hosts, what, why = list(leader.workers), f"the {name} fit", "the rows and the work Dask had placed on them"
     watch = leader.watch(job, hosts, what, why)
     try:
-        fitting.train(job, catalogue, reader=reader,
+        fitting.train(job, catalogue, reader=reader, data_plan=data,
                       backend=(threads, lambda: joblib.parallel_config(backend="dask", client=leader.client)))
     except Exception as error:
         gone = leader.departed(hosts)  # Dask's own error (a lost future) may come before the watch's
@@ -187,17 +189,15 @@ def gathered(job: Job, catalogue: dict[str, Algorithm], name: str, leader) -> No
 # -- "data_parallel": each host keeps its rows -----------------------------------------------------
 
 
-def _task(params: dict, summaries: dict) -> str:
-    if params["task"] is not None:
-        return params["task"]
+def _task(data: plan.DataPlan, summaries: dict) -> str:
+    """The job's task, or the one every host's target implies together (fitting.task_of)."""
+    if data.task is not None:
+        return data.task
+    kinds = {s.target_kind for s in summaries.values()}
+    kind = next(iter(kinds)) if len(kinds) == 1 else "O"  # text on one host, numbers on another: classes
     values = [s.target_values for s in summaries.values()]
-    if any(s.target_kind not in "biuf" for s in summaries.values()):
-        return fitting.CLASSIFICATION
-    if any(v is None for v in values):
-        return fitting.REGRESSION
-    distinct = set().union(*map(set, values))
-    whole = all(float(v) == round(float(v)) for v in distinct)
-    return fitting.CLASSIFICATION if whole and len(distinct) <= fitting.MAX_CLASSES_INFERRED else fitting.REGRESSION
+    distinct = None if any(v is None for v in values) else list(set().union(*map(set, values)))
+    return fitting.task_of(kind, distinct)
 
 
 def _summary_frame(summaries: dict) -> pd.DataFrame:
@@ -248,15 +248,13 @@ def _twin(estimator, client):
     return getattr(importlib.import_module(module), name)(client=client, **params)
 
 
-def data_parallel(job: Job, algorithm: Algorithm, params: dict, leader) -> None:
+def data_parallel(job: Job, algorithm: Algorithm, data: plan.DataPlan, leader) -> None:
     import dask.array as da  # noqa: PLC0415
 
     from . import distributed  # noqa: PLC0415
 
     client = leader.client
-    name, header, target = params["algorithm"], params["header"], params["target"]
-    if params["task"] is not None:
-        fitting.check_task(name, algorithm, params["task"])
+    name, header, target, params = data.algorithm, data.header, data.target, data.params
     started = time.monotonic()
     parts = _on_every_host(leader, distributed.read_share, "training", header, target)
     summaries = {h: s for h, s in _each(leader, distributed.summarise, parts, fitting.MAX_CLASSES_INFERRED).items()
@@ -267,24 +265,28 @@ def data_parallel(job: Job, algorithm: Algorithm, params: dict, leader) -> None:
     rows = sum(s.rows for s in summaries.values())
     log.info("read %d training rows in %.1fs, kept where they were read: %s", rows, time.monotonic() - started,
              ", ".join(f"{h} {s.rows} rows ({s.nbytes / 2**20:.1f} MiB)" for h, s in summaries.items()))
-    task = _task(params, summaries)
-    check_inferred = None if params["task"] else "the target column"
+    target_name = next(iter(summaries.values())).target_name
+    task = _task(data, summaries)
+    check_inferred = None if data.task else repr(str(target_name))
     fitting.check_task(name, algorithm, task, inferred_from=check_inferred)
     own = fitting.for_task(name, algorithm, params, job.hyperparameters, task)
     params = {key: value for key, value in params.items()
               if key not in algorithm.hyperparameters or algorithm.hyperparameters[key].applies_to(task)}
-    classes = None
+    classes, lacking = None, {}
     if task == fitting.CLASSIFICATION:
+        # The classes are agreed across hosts before the fit: a host whose rows lack some class
+        # gets one row of it with weight 0 (a copy of one of its own rows), so every host's
+        # LightGBM encodes the same classes and the model knows every class of every host.
         classes = _sorted(set().union(*(set(s.target_values or []) for s in summaries.values())))
-        if len(classes) < 2:
-            raise UserError("the target column holds one class only; a classifier needs at least two")
-        for summary in summaries.values():
-            missing = [c for c in classes if c not in set(summary.target_values or [])]
-            if missing:
-                raise UserError(
-                    f"host {summary.host}'s rows hold no row of class(es) {missing[:5]}; LightGBM across hosts needs "
-                    f"every class on every host that holds rows (shuffle the rows across the files before the "
-                    f"job, or train on one host)")
+        fitting.check_classes(target_name, np.asarray(classes, dtype=object))
+        agreed = _prepared_classes(classes, task)
+        for host, summary in summaries.items():
+            held = set(_prepared_classes(summary.target_values or [], task))
+            lacking[host] = [c for c in agreed if c not in held]
+        if any(lacking.values()):
+            log.info("classes agreed across hosts: %s; rows of weight 0 stand in for the classes a host lacks: %s",
+                     ", ".join(map(str, agreed)),
+                     "; ".join(f"{h} lacks {', '.join(map(str, c))}" for h, c in lacking.items() if c))
 
     summary = _summary_frame(summaries)
     with fitting.refusals_as_user_errors(name, task, own):
@@ -297,23 +299,29 @@ def data_parallel(job: Job, algorithm: Algorithm, params: dict, leader) -> None:
             preprocessing, last, estimator = None, None, model
         twin = _twin(estimator, client)
         width = preprocessing.transform(summary.head(1)).shape[1] if preprocessing is not None else summary.shape[1]
-        prepared = _prepared(leader, distributed.prepare, parts, summaries, task, preprocessing)
+        prepared = {host: client.submit(distributed.prepare, parts[host], task, preprocessing, lacking.get(host),
+                                        workers=[leader.workers[host]], allow_other_workers=False, pure=False)
+                    for host in summaries}
         # The rows as read are not needed again (the training metrics are computed on the prepared
         # rows): Dask frees them once prepared, so a host does not hold both through the fit.
         for future in parts.values():
             future.release()
-        features = da.concatenate([da.from_delayed(client.submit(operator.getitem, f, 0, workers=[leader.workers[h]]),
-                                                   shape=(summaries[h].rows, width), dtype=np.float32)
-                                   for h, f in prepared.items()])
-        labels = da.concatenate([da.from_delayed(client.submit(operator.getitem, f, 1, workers=[leader.workers[h]]),
-                                                 shape=(summaries[h].rows,), dtype=_label_dtype(task, classes))
-                                 for h, f in prepared.items()])
+        sizes = {h: summaries[h].rows + len(lacking.get(h, [])) for h in prepared}
+
+        def column(position: int, shape, dtype):
+            return da.concatenate([
+                da.from_delayed(client.submit(operator.getitem, f, position, workers=[leader.workers[h]]),
+                                shape=shape(h), dtype=dtype) for h, f in prepared.items()])
+
+        features = column(0, lambda h: (sizes[h], width), np.float32)
+        labels = column(1, lambda h: (sizes[h],), _label_dtype(task, classes))
+        weights = column(2, lambda h: (sizes[h],), np.float32)
         log.info("fit started: %s on %d rows across %s", twin, rows, ", ".join(summaries))
         hosts, what, why = list(summaries), f"the {name} fit", "their rows"
         watch = leader.watch(job, hosts, what, why)
         fit_started = time.monotonic()
         try:
-            twin.fit(features, labels)
+            twin.fit(features, labels, sample_weight=weights)
         except Exception as error:
             # LightGBM's own sockets see a host die before the scheduler does.
             gone = leader.departed(hosts)
@@ -326,18 +334,21 @@ def data_parallel(job: Job, algorithm: Algorithm, params: dict, leader) -> None:
         job.check_stop()
         estimator = twin.to_local()
         # The final estimator on the prepared rows predicts what the whole model does on the rows.
-        metrics = {"train": _scores(leader, prepared, estimator, task, classes, distributed.prepared_scores)}
+        metrics = {"train": _scores(leader, prepared, estimator, task, classes, distributed.prepared_scores,
+                                    "training")}
         client.cancel(list(prepared.values()))
     model = estimator if preprocessing is None else Pipeline([*preprocessing.steps, (last, estimator)])
 
-    if job.has_channel("validation"):
-        held_out = _on_every_host(leader, distributed.read_share, "validation", header, target)
-        metrics["validation"] = _scores(leader, held_out, model, task, classes, distributed.partial_scores)
+    for channel in data.held_out:
+        held_out = _on_every_host(leader, distributed.read_share, channel, header, target)
+        columns = {h: c for h, c in _each(leader, distributed.columns_of, held_out).items() if c is not None}
+        for host_columns in columns.values():
+            fitting.check_same_columns(channel, host_columns, summary.columns)
+        metrics[channel] = _scores(leader, held_out, model, task, classes, distributed.partial_scores, channel)
     for channel, values in metrics.items():
         for metric, value in values.items():
             log_metric(channel, metric, value)
     evaluation.write_metrics(job.paths.output_data / "metrics.json", metrics)
-    target_name = next(iter(summaries.values())).target_name
     description = fitting.describe(model, name, task, params, summary, target_name, rows, metrics, header)
     description["hosts"] = {h: s.rows for h, s in summaries.items()}
     save_model(job.paths.model, {
@@ -345,6 +356,13 @@ def data_parallel(job: Job, algorithm: Algorithm, params: dict, leader) -> None:
         fitting.METADATA_FILE: lambda path: path.write_text(json.dumps(description, indent=2) + "\n"),
     })
     job.saved.set()
+
+
+def _prepared_classes(values: list, task: str) -> list:
+    """Target values as the estimator gets them (fitting.prepare_target), distinct and sorted."""
+    if not values:
+        return []
+    return _sorted(set(fitting.prepare_target(pd.Series(values), task).tolist()))
 
 
 def _sorted(values: set) -> list:
@@ -360,14 +378,8 @@ def _label_dtype(task: str, classes):
     return np.asarray(classes).dtype if np.asarray(classes).dtype.kind in "biuf" else object
 
 
-def _prepared(leader, prepare, parts: dict, summaries: dict, task: str, preprocessing) -> dict:
-    return {host: leader.client.submit(prepare, parts[host], task, preprocessing, workers=[leader.workers[host]],
-                                       allow_other_workers=False, pure=False)
-            for host in summaries}
-
-
-def _scores(leader, parts: dict, model, task: str, classes, partial_scores) -> dict[str, float]:
-    partial = [p for p in _each(leader, partial_scores, parts, model, task, classes).values() if p]
+def _scores(leader, parts: dict, model, task: str, classes, partial_scores, channel: str) -> dict[str, float]:
+    partial = [p for p in _each(leader, partial_scores, parts, model, task, classes, channel).values() if p]
     if not partial:
-        raise UserError(f"channel 'validation' has no data rows on any of the hosts {', '.join(leader.workers)}")
+        raise UserError(f"channel '{channel}' has no data rows on any of the hosts {', '.join(leader.workers)}")
     return evaluation.combine(task, partial)

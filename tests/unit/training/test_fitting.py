@@ -20,7 +20,7 @@ from sklearn.tree import DecisionTreeClassifier
 import forks
 from sagemaker_byo import resources, settings
 from sagemaker_byo.errors import AlgorithmError, UserError
-from sagemaker_byo.training import fitting
+from sagemaker_byo.training import fitting, plan
 from sagemaker_byo.training import job as jobs
 from sagemaker_byo.training.algorithms import Algorithm, tabular, text_columns
 from sagemaker_byo.training.hyperparameters import Param
@@ -90,20 +90,20 @@ def test_an_algorithm_takes_build_or_fit_and_known_tasks(fields, message):
                                        {"x": Algorithm({"task": Param(str)}, build=lambda *a: None)}])
 def test_a_broken_catalogue_is_an_algorithm_error(catalogue):
     with pytest.raises(AlgorithmError):
-        fitting.check_catalogue(catalogue)
+        plan.check_catalogue(catalogue)
 
 
 # --- hyperparameters -------------------------------------------------------------------------
 
 def test_the_algorithm_defaults_to_the_catalogues_first_and_its_choices_are_the_catalogues_names():
-    schema = fitting.common(CATALOGUE)
+    schema = plan.common(CATALOGUE)
     assert schema["algorithm"].default == next(iter(CATALOGUE))
     assert schema["algorithm"].choices == tuple(CATALOGUE)
-    assert fitting.parse_hyperparameters({}, CATALOGUE)["algorithm"] == next(iter(CATALOGUE))
+    assert plan.parse_hyperparameters({}, CATALOGUE)["algorithm"] == next(iter(CATALOGUE))
 
 
 def test_an_algorithms_own_hyperparameters_are_parsed_with_the_common_ones():
-    parsed = fitting.parse_hyperparameters({"algorithm": "knn", "n_neighbors": '"3"', "checkpoint_steps": "4"},
+    parsed = plan.parse_hyperparameters({"algorithm": "knn", "n_neighbors": '"3"', "checkpoint_steps": "4"},
                                            CATALOGUE)
     assert parsed == {"algorithm": "knn", "task": None, "header": False, "target": None, "label_size": None,
                       "checkpoint_steps": 4, "n_neighbors": 3}
@@ -111,18 +111,18 @@ def test_an_algorithms_own_hyperparameters_are_parsed_with_the_common_ones():
 
 def test_a_hyperparameter_the_algorithm_lacks_is_a_user_error_listing_the_allowed_names():
     with pytest.raises(UserError) as raised:
-        fitting.parse_hyperparameters({"algorithm": "knn", "random_state": "0"}, CATALOGUE)
+        plan.parse_hyperparameters({"algorithm": "knn", "random_state": "0"}, CATALOGUE)
     assert str(raised.value) == ("unknown hyperparameter 'random_state' for algorithm 'knn'; allowed: algorithm, "
                                  "checkpoint_steps, header, label_size, n_neighbors, target, task")
 
 
 def test_an_unknown_algorithm_is_refused_with_the_catalogues_names():
     with pytest.raises(UserError, match="hyperparameter 'algorithm' must be one of 'knn', 'words', 'quantile'"):
-        fitting.parse_hyperparameters({"algorithm": "svm"}, CATALOGUE)
+        plan.parse_hyperparameters({"algorithm": "svm"}, CATALOGUE)
 
 
 def own(name: str, task: str, **raw: str) -> dict:
-    params = fitting.parse_hyperparameters({"algorithm": name, **raw}, CATALOGUE)
+    params = plan.parse_hyperparameters({"algorithm": name, **raw}, CATALOGUE)
     return fitting.for_task(name, CATALOGUE[name], params, {"algorithm": name, **raw}, task)
 
 
