@@ -291,3 +291,80 @@ def test_the_leaders_model_serves_with_the_same_input_contract(cluster, serve):
     answer = server.invoke(body)
     assert answer.status_code == 200, answer.text
     assert len(answer.text.strip().splitlines()) == 5
+
+
+def lacking_shards() -> dict[str, dict[str, np.ndarray]]:
+    """Two hosts' shards as a partitioned export leaves them: algo-1 holds no row of class 2,
+    algo-2 none of class 0."""
+    table = rows(ROWS, seed=1)
+    labels = table[:, 0]
+    one = table[labels != "2"][: ROWS // 2]
+    two = table[labels != "0"][: ROWS // 2]
+    return {"algo-1": {"a.csv": one}, "algo-2": {"b.csv": two}}
+
+
+def test_lightgbm_across_hosts_trains_when_each_hosts_shard_lacks_a_class_and_knows_every_class(cluster, serve):
+    group = cluster(2, "lightgbm", lacking_shards())
+    assert group.wait() == {"algo-1": 0, "algo-2": 0}, group.logs()
+    leader = group.dirs["algo-1"]
+    description = json.loads((leader / "model" / "model.json").read_text())
+    assert description["classes"] == [0, 1, 2]
+    assert list(joblib.load(leader / "model" / "model.joblib").classes_) == [0, 1, 2]
+    assert "algo-1 lacks 2" in group.log("algo-1") and "algo-2 lacks 0" in group.log("algo-1")
+    server = serve(base_dir=leader)
+    table = rows(300, seed=5)
+    answer = server.invoke("".join(",".join(row[1:]) + "\n" for row in table))
+    assert answer.status_code == 200, answer.text
+    predicted = [float(line) for line in answer.text.split()]
+    assert len(predicted) == 300 and set(predicted) == {0.0, 1.0, 2.0}
+    assert np.mean(np.array(predicted) == table[:, 0].astype(float)) > 0.7
+
+
+def test_a_regression_across_hosts_trains_when_each_shard_lacks_a_category(cluster):
+    table = rows(ROWS, seed=1)
+    target = np.round(table[:, 1].astype(float) * 3 + 1.5, 3).astype(str)  # many distinct values
+    table = np.column_stack([target, table[:, 2:]])
+    colour = table[:, -1]
+    files = {"algo-1": {"a.csv": table[colour != "red"]}, "algo-2": {"b.csv": table[colour != "blue"]}}
+    group = cluster(2, "lightgbm", files)
+    assert group.wait() == {"algo-1": 0, "algo-2": 0}, group.logs()
+    description = json.loads((group.dirs["algo-1"] / "model" / "model.json").read_text())
+    assert description["task"] == "regression" and description["categorical_features"] == ["column_5"]
+
+
+def test_a_successful_job_on_two_hosts_logs_no_traceback_and_no_dask_chatter(cluster):
+    group = cluster(2, "lightgbm", shards(2))
+    assert group.wait() == {"algo-1": 0, "algo-2": 0}, group.logs()
+    for host in group.dirs:
+        log = group.log(host)
+        assert "Traceback" not in log, log[-4000:]
+        for chatter in ("jupyter-server-proxy", "dashboard at", "Scheduler at", "Start worker", "Registered to"):
+            assert chatter not in log, log[-4000:]
+
+
+def test_features_only_data_is_refused_on_two_hosts_as_on_one(cluster, tmp_path):
+    shares = shards(2)
+    features_only = {h: {n: t[:, 1:] for n, t in files.items()} for h, files in shares.items()}
+    single = job_dir(tmp_path / "single", "algo-1", ["algo-1"], "lightgbm", features_only["algo-1"], True,
+                     {"label_size": "0"})
+    result = run_train(single, timeout=TIMEOUT)
+    assert result.returncode == 1, result.stderr[-3000:]
+    one_host = (single / "output" / "failure").read_text()
+    group = cluster(2, "lightgbm", features_only, hyperparameters={"label_size": "0"})
+    assert group.wait(90) == {"algo-1": 1, "algo-2": 1}, group.logs()
+    for host in group.dirs:
+        assert group.failure(host) == one_host
+        assert not (group.dirs[host] / "model" / "model.joblib").exists()
+
+
+def test_a_test_channel_is_scored_across_hosts_like_validation(cluster):
+    group = cluster(2, "lightgbm", shards(2), start=False)
+    for host, ml in group.dirs.items():
+        write_csv(ml / "input" / "data" / "test" / f"{host}.csv", rows(100, seed=7))
+        write_csv(ml / "input" / "data" / "extra" / "notes.csv", rows(3, seed=8))
+        group.start(host)
+    assert group.wait() == {"algo-1": 0, "algo-2": 0}, group.logs()
+    metrics = json.loads((group.dirs["algo-1"] / "output" / "data" / "metrics.json").read_text())
+    assert set(metrics) == {"train", "test"} and 0.5 < metrics["test"]["accuracy"] <= 1
+    assert "test:accuracy=" in group.log("algo-1")
+    assert "channel 'extra' is not used" in group.log("algo-1")
