@@ -66,7 +66,11 @@ def send_one_of_each(server: Server) -> None:
 def test_the_inference_id_is_in_the_log_lines_of_a_200_a_400_a_500_and_a_hooks_own_line(start):
     server = start()
     send_one_of_each(server)
-    wait_until(lambda: lines_with(server, "inference_id=id-hook-4"), 10, what="the last request's lines")
+    # Each line is written when its worker gets to it (an access line after its response, the
+    # workers in any order): wait for every line asserted below, then assert each.
+    wait_until(lambda: all(lines_with(server, f"inference_id={i}") for i in ("id-ok-1", "id-bad-2", "id-fail-3"))
+               and "scripted failure" in server.log() and len(lines_with(server, "inference_id=id-hook-4")) >= 2,
+               30, what="every request's lines")
     access = lines_with(server, "inference_id=id-ok-1")
     assert len(access) == 1 and '"POST /invocations HTTP/1.1" 200' in access[0], access
     refused = lines_with(server, "inference_id=id-bad-2")
@@ -98,7 +102,8 @@ def test_a_request_without_an_inference_id_gets_one_from_nginx_in_both_lines(sta
     server = start()
     assert server.invoke(BAD_BODY).status_code == 400
     assert server.invoke(OK_BODY).status_code == 200
-    wait_until(lambda: lines_with(server, '"POST /invocations HTTP/1.1" 200'), 10, what="the access line")
+    wait_until(lambda: lines_with(server, '"POST /invocations HTTP/1.1" 200') and lines_with(server, "-> 400"), 30,
+               what="the warning and the access line")
     warning = lines_with(server, "-> 400")[0]
     access = lines_with(server, '"POST /invocations HTTP/1.1" 200')[0]
     for line in (warning, access):
