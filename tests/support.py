@@ -188,6 +188,7 @@ class Server:
     process: subprocess.Popen | None = None
     log_path: Path | None = None
     algo: Path = field(default_factory=plumbing_algo)  # a fork's copy of algo/ serves its own `serve`
+    cwd: Path | None = None  # the working directory `serve` is started in (default: the tests')
 
     @property
     def url(self) -> str:
@@ -200,7 +201,7 @@ class Server:
         command = [str(self.algo / "serve")] + ([] if self.nginx else ["--no-nginx"])
         # Append mode: nginx opens /dev/stdout again, so every writer must append, not overwrite.
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd)
         if wait_ready:
             self.wait_for_ping(200)
         return self

@@ -227,7 +227,9 @@ def server_environment(env: dict[str, str] | None = None, threads: int | None = 
     unset = {name: value for name, value in ALLOCATOR_DEFAULTS.items() if not env.get(name, "").strip()}
     if threads is not None:
         unset.update(thread_environment(threads, env))
-    return {**env, **unset}
+    # The workers run in algo/: a relative SAGEMAKER_BASE_DIR means the caller's working directory.
+    absolute = {BASE_DIR: str(paths(env).base.absolute())} if env.get(BASE_DIR) else {}
+    return {**env, **unset, **absolute}
 
 
 def default_chunk_mb(workers: int, env: dict[str, str] | None = None) -> int:

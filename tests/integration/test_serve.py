@@ -99,6 +99,17 @@ def test_ping_answers_200_once_the_model_is_loaded(shared_server: Server):
     assert "model loaded from" in shared_server.log()
 
 
+def test_a_relative_base_dir_is_resolved_against_the_callers_working_directory(trained_dir: Path, tmp_path):
+    require(have_nginx(), "nginx is not installed (apt-get install nginx)")
+    shutil.copytree(trained_dir, tmp_path / "here" / "ml")
+    server = Server(tmp_path / "here" / "ml", env={"SAGEMAKER_BASE_DIR": "ml"}, cwd=tmp_path / "here")
+    try:
+        server.start()  # /ping answers 200: the model was found under the caller's ml/
+        assert server.invoke("5.1,3.5,1.4,0.2\n").status_code == 200
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("content_type", ["text/csv", "text/csv; charset=utf-8", "Text/CSV; charset=UTF-8"])
 @pytest.mark.parametrize("rows", [1, 10, 500], ids=lambda n: f"{n}rows")
 def test_csv_rows_get_the_models_labels_one_per_line_in_input_order(shared_server: Server, model,
