@@ -1,7 +1,8 @@
 # One image for both SageMaker modes: `docker run IMAGE train` and `docker run IMAGE serve`.
 # Two stages: the packages are installed and trimmed in the first, and only the virtual
 # environment is copied into the second, so pip, setuptools and the packages' test suites never
-# reach the image (bench/results/image.txt: what takes the space, and what this saves).
+# reach the image (docs/performance.md and bench/results/image*.json: what takes the space, and
+# what this saves).
 
 # -- build: the virtual environment, trimmed -------------------------------------------------
 FROM debian:bookworm-slim AS venv
