@@ -1,7 +1,8 @@
 # One image for both SageMaker modes: `docker run IMAGE train` and `docker run IMAGE serve`.
 # Two stages: the packages are installed and trimmed in the first, and only the virtual
 # environment is copied into the second, so pip, setuptools and the packages' test suites never
-# reach the image (bench/results/image.txt: what takes the space, and what this saves).
+# reach the image (docs/performance.md and bench/results/image*.json: what takes the space, and
+# what this saves).
 
 # -- build: the virtual environment, trimmed -------------------------------------------------
 FROM debian:bookworm-slim AS venv
@@ -21,6 +22,29 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-compile -r /tmp/requirements.t
     && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools \
     && find /opt/venv/lib -depth -type d \( -name tests -o -name test \) -exec rm -rf {} + \
     && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib
+
+# pyarrow's wheel is 169 MB here and takes the image to 627 MB, past its 600 MB limit: 63 MB of it
+# is never loaded by this project. Each part below is loaded only through the module removed with
+# it, or only when C++ code is built against pyarrow: no library kept lists a removed one as
+# NEEDED (readelf), and tests/container/test_image.py checks that with ldd in the image and runs
+# every pyarrow module the project imports, with pandas and Dask. `rm` without -f: a pyarrow that
+# renames these fails the build, so an upgrade revisits the trim.
+# - Flight (RPC over gRPC, 33 MB): only `pyarrow.flight` loads it, and nothing imports that.
+# - S3 (17 MB): only `pyarrow._s3fs` loads it; channels are local files under /opt/ml, and
+#   pyarrow.fs then reports S3FileSystem as "not built" instead of failing to import.
+# - Substrait's Python module (libarrow_substrait itself stays: every pyarrow module links it).
+# - Headers, C++ and Cython sources, for building extensions against pyarrow (7.5 MB).
+# - The copies of libarrow_python under its link-time names (5 MB; a wheel holds no symlinks):
+#   the loader asks only for the .so.NNNN names. And pyarrow's C++ test module.
+WORKDIR /opt/venv/lib/python3.11/site-packages/pyarrow
+RUN rm libarrow_flight.so.* libarrow_python_flight.so* _flight.cpython-*.so \
+       libarrow_s3.so.* _s3fs.cpython-*.so \
+       _substrait.cpython-*.so \
+       libarrow_python.so libarrow_python.so.*.*.* \
+       libarrow_python_parquet_encryption.so libarrow_python_parquet_encryption.so.*.*.* \
+       _pyarrow_cpp_tests.cpython-*.so \
+    && rm -r include includes src \
+    && find . \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \) -delete
 
 # -- the image ---------------------------------------------------------------------------------
 FROM debian:bookworm-slim

@@ -7,6 +7,7 @@ Needs a Docker engine; containers use the host network (this machine has no brid
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -131,6 +132,83 @@ def test_lightgbm_finds_its_openmp_library_in_the_image(image):
                     "import lightgbm, numpy; print(lightgbm.LGBMRegressor(n_estimators=2, verbose=-1)"
                     ".fit(numpy.eye(8), numpy.arange(8.0)).predict(numpy.eye(8)).shape)", check=False)
     assert result.returncode == 0 and result.stdout.strip() == "(8,)", result.stderr[-2000:]
+
+
+PROBES = Path(__file__).parent / "probes"
+PYARROW = "/opt/venv/lib/python3.11/site-packages/pyarrow"
+# What the Dockerfile trims from pyarrow's wheel, as paths inside the pyarrow folder.
+TRIMMED = ["libarrow_flight.so*", "libarrow_python_flight.so*", "_flight.*.so", "libarrow_s3.so*", "_s3fs.*.so",
+           "_substrait.*.so", "libarrow_python.so", "libarrow_python.so.*.*.*", "libarrow_python_parquet_encryption.so",
+           "libarrow_python_parquet_encryption.so.*.*.*", "_pyarrow_cpp_tests.*.so", "include/*", "includes/*",
+           "src/*", "tests/*", "*.pyx", "*.pxd", "*.pxi"]
+# Prints, for each trimmed module, whether importing it says pyarrow was built without it.
+TRY_TRIMMED = """import importlib
+for name, attribute in (("pyarrow.flight", None), ("pyarrow.substrait", None), ("pyarrow.fs", "S3FileSystem")):
+    try:
+        getattr(importlib.import_module(name), attribute or "__name__")
+    except ImportError as e:
+        print(name, attribute, "not built" in str(e))
+"""
+IMAGE_LIMIT_BYTES = 600_000_000  # issue 22: "the image stays at most 600 MB"
+
+
+def run_probe(image: str, name: str, timeout: float = 180) -> dict:
+    """Run tests/container/probes/<name> with the image's Python; what it printed last, as JSON."""
+    result = docker("run", "--rm", "--network", "host", "--entrypoint", "python", image, "-c",
+                    (PROBES / name).read_text(), timeout=timeout, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_the_image_is_at_most_600_mb(image):
+    size = int(docker("image", "inspect", "--format", "{{.Size}}", image).stdout)
+    assert size <= IMAGE_LIMIT_BYTES, f"{size / 1e6:.0f} MB (what takes the space: bench/image_size.py)"
+
+
+def test_pyarrow_reads_and_writes_parquet_hive_folders_csv_and_feather_in_the_image(image):
+    found = run_probe(image, "pyarrow_formats.py")
+    rows = [{"x": 1.5, "n": 1, "color": "red", "flag": True}, {"x": 2.5, "n": None, "color": "blue", "flag": False},
+            {"x": None, "n": 3, "color": "red", "flag": True}]
+    assert found["parquet"] == found["feather"] == found["ipc"] == rows
+    assert found["pandas_parquet"] == {
+        "values": {"x": [1.5, 2.5, None], "n": [1, None, 3], "color": ["red", "blue", "red"],
+                   "flag": [True, False, True]},
+        "dtypes": {"x": "float64", "n": "Int64", "color": "str", "flag": "bool"}}
+    assert found["hive_dataset"] == [{"x": 1.0, "year": 2026, "month": 12}, {"x": 2.0, "year": 2026, "month": 12},
+                                     {"x": 3.0, "year": 2025, "month": 1}]
+    assert found["hive_pandas"]["values"] == {"x": [1.0, 2.0, 3.0], "year": [2026, 2026, 2025],
+                                              "month": [12, 12, 1]}
+    assert found["csv"] == {"types": ["float", "float", "string"],
+                            "rows": [{"a": 1.0, "b": 2.5, "c": "007"}, {"a": 3.0, "b": None, "c": "x"}]}
+    assert found["compute"] == {"sum": 4.0, "unique": ["red", "blue"]}
+    assert found["local_files"] == ["cache.arrow", "cache.feather", "frame.parquet", "hive", "rows.csv",
+                                    "table.parquet"]
+
+
+def test_dask_dataframe_distributed_and_lightgbm_work_with_the_images_pyarrow(image):
+    """Dask converts text columns to Arrow strings and reads Parquet with pyarrow; a worker process
+    sends an Arrow table back; LightGBM's Dask estimator fits, as on several hosts."""
+    found = run_probe(image, "dask_cluster.py")
+    assert found == {"sums": {"blue": 1225, "green": 1275, "red": 2450}, "color_dtype": "string",
+                     "table": [{"x": 1}, {"x": 2}], "predictions": 100, "workers": 1}
+
+
+def test_the_image_holds_none_of_the_pyarrow_parts_the_project_never_loads(image):
+    listing = docker("run", "--rm", "--network", "host", "--entrypoint", "sh", image, "-c",
+                     f"cd {PYARROW} && find . -mindepth 1 | cut -c3-").stdout.split()
+    assert "lib.cpython-311-x86_64-linux-gnu.so" in listing and "libarrow_substrait.so.2600" in listing
+    assert [path for path in listing if any(fnmatch.fnmatch(path, pattern) for pattern in TRIMMED)] == []
+
+    refused = docker("run", "--rm", "--network", "host", "--entrypoint", "python", image, "-c",
+                     TRY_TRIMMED).stdout.splitlines()
+    assert refused == ["pyarrow.flight None True", "pyarrow.substrait None True", "pyarrow.fs S3FileSystem True"]
+
+    # Nothing kept links a removed library (scipy's wheel has a missing name of its own, unrelated).
+    linked = docker("run", "--rm", "--network", "host", "--entrypoint", "sh", image, "-c",
+                    "find /opt/venv -name '*.so*' -type f -exec ldd {} +", timeout=300, check=False).stdout
+    missing = {line.split()[0] for line in linked.splitlines() if "not found" in line}
+    assert {name for name in missing if name.startswith(("libarrow", "libparquet"))} == set()
+    assert "libarrow.so.2600 => /opt/venv" in linked  # ldd did resolve pyarrow's libraries
 
 
 def test_train_in_container_writes_model_and_metrics(container_trained_dir):
