@@ -56,6 +56,8 @@ class Job:
     # Ends the job at once from any thread with this error's failure file and exit code (a fit
     # in native code cannot be interrupted otherwise); set by `run`.
     abort: Callable[[BaseException], None] | None = None
+    # Set by a host that takes no part (an instance group that does not train): why; its success line.
+    idle: str | None = None
 
     def channel(self, name: str) -> Path:
         return self.paths.channel(name)
@@ -272,7 +274,9 @@ def _run_here(train: Callable[[Job], None], paths: settings.Paths, leave: Callab
     error = outcome[0] if outcome else AlgorithmError("the training thread ended without a result")
     if error is None:
         hosts = (jobs[0].resource_config.get("hosts") or []) if jobs else []
-        if len(hosts) > 1 and jobs[0].resource_config.get("current_host") != hosts[0]:
+        if jobs and jobs[0].idle:
+            log.info("done without training: %s", jobs[0].idle)
+        elif len(hosts) > 1 and jobs[0].resource_config.get("current_host") != hosts[0]:
             log.info("training complete; this host's part is done, and the leader %s wrote the model", hosts[0])
         else:
             log.info("training complete; model in %s", paths.model)
