@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from forks import make_fork
 
+from forks import make_fork
 from support import host_env, require
 
 LIMIT_MIB = 400  # the job's imports (pandas, scikit-learn) take about half of it
