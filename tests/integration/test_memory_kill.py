@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,32 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from forks import make_fork
+from forks import GREEDY, make_fork
 from support import host_env, require
 
 LIMIT_MIB = 400  # the job's imports (pandas, scikit-learn) take about half of it
 CGROUP = Path("/sys/fs/cgroup")
 
-GREEDY = textwrap.dedent('''\
-    """A fork whose fit keeps allocating (and touching) memory until the kernel stops it."""
-
-    import numpy as np
-
-    from sagemaker_byo import Algorithm
-
-
-    def grow(params, task, features, target):
-        held = []
-        for _ in range(params["steps"]):
-            held.append(np.ones(16 * 2**20, dtype=np.uint8))  # written, so the pages are really used
-        return held
-
-
-    ALGORITHMS = {
-        "greedy": Algorithm({"steps": __import__("sagemaker_byo").Param(int, 10_000, low=1)}, fit=grow,
-                            tasks=("classification",)),
-    }
-''')
 
 
 def _own_cgroup(controller: str) -> tuple[int, Path] | None:

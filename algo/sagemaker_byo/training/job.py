@@ -290,6 +290,7 @@ def _run_here(train: Callable[[Job], None], paths: settings.Paths, leave: Callab
 
 _FORWARDED = (signal.SIGTERM, signal.SIGINT)
 _PR_SET_PDEATHSIG = 1  # prctl(2)
+CHILD_OOM_SCORE_ADJ = 100  # of -1000..1000: adds a tenth of the memory limit to the job's badness
 
 
 def _die_with(parent: int) -> None:
@@ -304,6 +305,17 @@ def _die_with(parent: int) -> None:
         os._exit(EXIT_ALGORITHM_ERROR)
 
 
+def _prefer_as_victim() -> None:
+    """Make this process, not the supervisor, the out-of-memory killer's choice should their
+    sizes ever be close: the supervisor must live to write the failure file. Raising one's own
+    score needs no privilege."""
+    try:
+        path = Path("/proc/self/oom_score_adj")
+        path.write_text(str(max(int(path.read_text()), CHILD_OOM_SCORE_ADJ)))
+    except (OSError, ValueError):
+        pass
+
+
 def _supervise(train: Callable[[Job], None], paths: settings.Paths) -> int:
     """Fork the job's process before it reads anything, wait for it, and exit as it did; explain
     a death it could not report. SIGTERM and SIGINT are blocked across the fork so that one that
@@ -313,12 +325,15 @@ def _supervise(train: Callable[[Job], None], paths: settings.Paths) -> int:
     read_end, write_end = os.pipe()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
     parent = os.getpid()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()  # else both processes would write what was buffered
     child = os.fork()
     if child == 0:
         os.close(read_end)
         code = EXIT_ALGORITHM_ERROR
         try:
             _die_with(parent)
+            _prefer_as_victim()
             code = _run_here(train, paths, leave=lambda c: _leave(c, write_end), mask=mask)
         except BaseException:  # noqa: BLE001 - the child never returns into its parent's stack
             log.exception("the training process failed outside the job")
