@@ -73,10 +73,14 @@ def _key(name: str, files: list[Path], options: dict[str, Any]) -> str:
 
 @cache
 def _reader_version() -> str:
-    """The reader's own code and the libraries it parses with: a new version reads afresh."""
+    """The reader's code (the whole package's, so a helper it calls counts too) and the libraries
+    it parses with: a new image reads afresh."""
     import pyarrow  # noqa: PLC0415 - only where there is a cache
 
-    code = hashlib.sha256(Path(channels.__file__).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for path in sorted(Path(channels.__file__).parent.parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    code = digest.hexdigest()[:16]
     return f"{code} pandas {pd.__version__} pyarrow {pyarrow.__version__}"
 
 
