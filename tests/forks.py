@@ -88,6 +88,28 @@ FIXTURE = textwrap.dedent('''\
 ''')
 
 
+# A fork whose fit allocates until the kernel kills it for memory (tests of a memory limit).
+GREEDY = textwrap.dedent('''\
+    """A fork whose fit keeps allocating (and touching) memory until the kernel stops it."""
+
+    import numpy as np
+
+    from sagemaker_byo import Algorithm, Param
+
+
+    def grow(params, task, features, target):
+        held = []
+        for _ in range(params["steps"]):
+            held.append(np.ones(16 * 2**20, dtype=np.uint8))  # written, so the pages are really used
+        return held
+
+
+    ALGORITHMS = {
+        "greedy": Algorithm({"steps": Param(int, 10_000, low=1)}, fit=grow, tasks=("classification",)),
+    }
+''')
+
+
 def load(source: str = FIXTURE, name: str = "fixture_algorithm") -> ModuleType:
     """The catalogue imported as module `name` (registered, so its models pickle)."""
     spec = importlib.util.spec_from_loader(name, loader=None)

@@ -32,6 +32,7 @@ CHUNK_MB = "MODEL_SERVER_CHUNK_MB"  # default: from the memory limit, 1 to 8; 0 
 METRICS = "MODEL_SERVER_METRICS"  # default true: record Prometheus metrics and answer GET /metrics
 LOG_FORMAT = "SAGEMAKER_CONTAINER_LOG_FORMAT"  # default text; json: one JSON object per line
 LOG_FORMATS = ("text", "json")
+WARM_POOL_CACHE = "SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY"  # set by SageMaker on a warm pool; unset: no cache
 
 DEFAULT_BASE_DIR = "/opt/ml"
 DEFAULT_PORT = 8080
@@ -278,3 +279,10 @@ def cluster(env: dict[str, str] | None = None) -> Cluster:
         wait=_int(env, CLUSTER_WAIT, DEFAULT_CLUSTER_WAIT, 1, 24 * 3600),
         scheduler_port=_int(env, SCHEDULER_PORT, DEFAULT_SCHEDULER_PORT, 1, 65535),
     )
+
+
+def warm_pool_cache(env: dict[str, str] | None = None) -> Path | None:
+    """The folder SageMaker keeps between the jobs of a warm pool, or None (no warm pool)."""
+    env = os.environ if env is None else env
+    raw = env.get(WARM_POOL_CACHE, "").strip()
+    return Path(raw) if raw else None

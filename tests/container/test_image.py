@@ -22,6 +22,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from forks import GREEDY
 from support import PAYLOAD, REPO, copy_test_dir, free_port, plumbing_image_context, require, wait_until
 
 IMAGE = os.environ.get("TEST_IMAGE", "sagemaker-byo:test")
@@ -477,3 +478,19 @@ def test_serve_and_train_log_the_containers_memory_limit(image, containers, cont
     assert result.returncode == 0, result.stderr
     assert "memory: 0.75 GiB (cgroup v" in result.stderr
     assert "CPUs: 1 (" in result.stderr
+
+
+def test_a_fit_killed_for_memory_in_the_container_leaves_a_failure_file_naming_the_limit(image, tmp_path):
+    """`docker run --memory`: the kernel kills the fit (SIGKILL); train, PID 1, still says why."""
+    base = copy_test_dir(tmp_path / "ml")
+    (base / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"algorithm": "greedy"}))
+    algorithm = tmp_path / "algorithm.py"
+    algorithm.write_text(GREEDY)
+    result = docker("run", "--rm", "--network", "host", "--memory", "400m", "--memory-swap", "400m",
+                    "-v", f"{base}:/opt/ml", "-v", f"{algorithm}:/opt/program/algorithm.py:ro", image, "train",
+                    timeout=300, check=False)
+    assert result.returncode == 137, result.stderr[-3000:]
+    failure = (base / "output" / "failure").read_text()
+    assert re.match(r"UserError: the training process was killed for using more memory than the container's "
+                    r"limit of 400 MiB \(cgroup v[12] memory\.(max|limit_in_bytes)\)", failure), failure
+    assert not (base / "model" / "model.joblib").exists()

@@ -180,3 +180,12 @@ def test_server_environment_reads_the_process_environment_when_not_given_one(mon
 def test_a_blank_allocator_value_gets_the_default(blank):
     env = settings.server_environment({"MALLOC_TRIM_THRESHOLD_": blank})
     assert env["MALLOC_TRIM_THRESHOLD_"] == settings.ALLOCATOR_DEFAULTS["MALLOC_TRIM_THRESHOLD_"]
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, None),
+    ({settings.WARM_POOL_CACHE: ""}, None),
+    ({settings.WARM_POOL_CACHE: "/opt/ml/sagemaker/warmpoolcache"}, Path("/opt/ml/sagemaker/warmpoolcache")),
+])
+def test_the_warm_pool_cache_is_the_folder_sagemaker_names_or_none(env, expected):
+    assert settings.warm_pool_cache(env) == expected

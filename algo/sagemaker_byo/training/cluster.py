@@ -7,6 +7,10 @@ every other by name, with bounded retries and back-off: names may resolve late, 
 /etc/hostname nor /etc/hosts is to be trusted (SageMaker's guide). Under `ShardedByS3Key` each
 host reads the files it was given; under `FullyReplicated` every host has every file, and each
 reads its share (by size, the same split on every host).
+
+A heterogeneous cluster (`instance_groups`) trains on one instance group, named by the
+hyperparameter `instance_group` (default: the first group listed); the other groups' hosts
+take no part and exit 0.
 """
 
 from __future__ import annotations
@@ -26,16 +30,21 @@ log = logging.getLogger("train")
 SINGLE_HOST = "algo-1"  # resourceconfig.json absent: a run by hand, one host
 SHARDED = "ShardedByS3Key"
 REPLICATED = "FullyReplicated"
+GROUP_HYPERPARAMETER = "instance_group"  # which instance group trains (heterogeneous clusters)
 FIRST_RETRY, LONGEST_RETRY = 0.1, 5.0  # seconds between look-ups: doubling up to this
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Who is who in the job: `hosts` in SageMaker's order, this host, and its network interface."""
+    """Who is who in the job: `hosts` (those that train) in SageMaker's order, this host, and its
+    network interface. `idle_reason` is set when this host is in an instance group that does not
+    train (a heterogeneous cluster): it then takes no part, and the reason is what it logs."""
 
     hosts: tuple[str, ...]
     current: str
     interface: str | None = None
+    group: str | None = None  # the instance group that trains, when resourceconfig.json has groups
+    idle_reason: str | None = None
 
     @property
     def leader(self) -> str:
@@ -54,8 +63,14 @@ class Plan:
         return self.hosts.index(self.current)
 
 
-def plan(resource_config: dict[str, Any]) -> Plan:
-    """The plan of a resourceconfig.json (already read as a dict; empty: one host)."""
+def plan(resource_config: dict[str, Any], group: str | None = None) -> Plan:
+    """The plan of a resourceconfig.json (already read as a dict; empty: one host).
+
+    With `instance_groups` (a heterogeneous cluster; SageMaker writes one group for a plain job
+    too), the hosts of `group` train, by default those of the first group listed; a host of
+    another group gets `idle_reason`. Without groups (local mode), `group` names nothing and is
+    not checked.
+    """
     if not resource_config:
         return Plan((SINGLE_HOST,), SINGLE_HOST)
     hosts = resource_config.get("hosts")
@@ -67,7 +82,63 @@ def plan(resource_config: dict[str, Any]) -> Plan:
     if current not in hosts:
         raise UserError(f"resourceconfig.json: current_host {current!r} is not one of hosts {hosts}")
     interface = resource_config.get("network_interface_name")
-    return Plan(tuple(hosts), current, interface if isinstance(interface, str) and interface else None)
+    interface = interface if isinstance(interface, str) and interface else None
+    groups = _groups(resource_config, hosts)
+    if not groups:
+        return Plan(tuple(hosts), current, interface)
+    chosen = group if group is not None else next(iter(groups))
+    if chosen not in groups:
+        raise UserError(f"hyperparameter {GROUP_HYPERPARAMETER}={chosen!r} names no instance group of this job; "
+                        f"its groups are {', '.join(repr(g) for g in groups)}")
+    members = groups[chosen]
+    training = tuple(h for h in hosts if h in members)  # SageMaker's order (sorted), not the group's
+    said = (f"named by hyperparameter {GROUP_HYPERPARAMETER}" if group is not None else
+            f"the first group listed; hyperparameter {GROUP_HYPERPARAMETER} names another")
+    own = next(name for name, names in groups.items() if current in names)
+    stated = resource_config.get("current_group_name")
+    if isinstance(stated, str) and stated and stated != own:
+        raise UserError(f"resourceconfig.json: current_group_name is {stated!r}, but instance_groups lists "
+                        f"current_host {current!r} in group {own!r}")
+    if current in members:
+        return Plan(training, current, interface, chosen)
+    kind = resource_config.get("current_instance_type")
+    reason = (f"host {current} is in instance group {own!r}" + (f" ({kind})" if isinstance(kind, str) else "")
+              + f"; the job trains on instance group {chosen!r} ({', '.join(training)}), {said}: "
+              f"this host does not train")
+    return Plan(training, current, interface, chosen, reason)
+
+
+def _groups(resource_config: dict[str, Any], hosts: list[str]) -> dict[str, list[str]]:
+    """`instance_groups` as {name: hosts}, in the order listed, checked: every host in one group."""
+    groups = resource_config.get("instance_groups")
+    if groups is None or groups == []:
+        return {}
+    shape = "a list of objects with 'instance_group_name' and 'hosts'"
+    if not isinstance(groups, list):
+        raise UserError(f"resourceconfig.json: 'instance_groups' must be {shape}, not {groups!r}")
+    found: dict[str, list[str]] = {}
+    for entry in groups:
+        name = entry.get("instance_group_name") if isinstance(entry, dict) else None
+        members = entry.get("hosts") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name or not isinstance(members, list) or not members:
+            raise UserError(f"resourceconfig.json: 'instance_groups' must be {shape}; one entry is {entry!r}")
+        if name in found:
+            raise UserError(f"resourceconfig.json: instance group {name!r} is listed twice")
+        found[name] = members
+    placed: dict[str, str] = {}
+    for name, members in found.items():
+        for host in members:
+            if host not in hosts:
+                raise UserError(f"resourceconfig.json: instance group {name!r} lists {host!r}, which is not one "
+                                f"of hosts {hosts}")
+            if host in placed:
+                raise UserError(f"resourceconfig.json: host {host!r} is in instance groups {placed[host]!r} "
+                                f"and {name!r}")
+            placed[host] = name
+    unplaced = [h for h in hosts if h not in placed]
+    if unplaced:
+        raise UserError(f"resourceconfig.json: host(s) {', '.join(unplaced)} are in no instance group")
+    return found
 
 
 def resolve(name: str, wait: float, lookup: Callable[[str], str] = socket.gethostbyname,

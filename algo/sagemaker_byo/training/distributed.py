@@ -27,7 +27,7 @@ from distributed import Client, Scheduler, Worker
 
 from .. import resources, settings
 from ..errors import UserError
-from . import channels, cluster
+from . import cache, channels, cluster
 from .job import load_job
 
 log = logging.getLogger("train")
@@ -254,13 +254,14 @@ class Part:
     target: pd.Series
 
 
-def read_share(channel: str, header: bool, target) -> Part | None:
+def read_share(channel: str, header: bool, target, group: str | None = None) -> Part | None:
     """This host's rows of `channel`: every file it holds under ShardedByS3Key, its share of the
-    files under FullyReplicated; None when it has none (more hosts than files)."""
+    files under FullyReplicated (among the hosts of the instance `group` that trains); None when
+    it has none (more hosts than files)."""
     from .fitting import name_columns  # noqa: PLC0415 - the one-host path's helpers, on the worker
 
     job = load_job()
-    plan = cluster.plan(job.resource_config)
+    plan = cluster.plan(job.resource_config, group)
     root = job.channel(channel)
     files = channels.channel_files(channel, root, allow_none=True)
     if cluster.distribution(channel, job.input_data_config) == cluster.REPLICATED:
@@ -269,7 +270,7 @@ def read_share(channel: str, header: bool, target) -> Part | None:
         log.info("host %s has no files of channel %s", plan.current, channel)
         return None
     try:
-        table = channels.read_table(channel, root, header=header, target=target, files=files)
+        table = cache.read_table(channel, root, header=header, target=target, files=files)
     except UserError as error:
         if "has no data rows" in str(error):
             return None

@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from .. import contract, resources
 from ..errors import AlgorithmError, UserError
-from . import channels, checkpoints, evaluation, plan
+from . import cache, channels, checkpoints, evaluation, plan
 from .algorithms import Algorithm, text_columns
 from .hyperparameters import IGNORED_PREFIXES, decode
 from .job import Job, save_model
@@ -344,8 +344,8 @@ def read(job: Job, name: str, header: bool, target,
     """A channel's features and target column (a DataFrame of several; None where the data is not
     `labelled`)."""
     mode = channels.input_mode(name, job.input_data_config)
-    table = channels.read_table(name, job.channel(name), header=header, mode=mode, target=target,
-                                labelled=labelled)
+    table = cache.read_table(name, job.channel(name), header=header, mode=mode, target=target,
+                             labelled=labelled)
     if labelled:
         features, y = channels.split_target(table, target, name)
     else:

@@ -54,9 +54,13 @@ SUMMARY_STEPS = (ColumnTransformer, Pipeline, OrdinalEncoder, OneHotEncoder)
 
 
 def train(job: Job, catalogue: dict[str, Algorithm]) -> None:
-    hosts = cluster.plan(job.resource_config)
     # What the job says about its data, decided and refused alike on one host and several.
     data = plan.decide(job, catalogue)
+    hosts = cluster.plan(job.resource_config, group=data.params[cluster.GROUP_HYPERPARAMETER])
+    if hosts.idle_reason:  # a heterogeneous cluster's host outside the group that trains
+        log.info("%s; exiting 0", hosts.idle_reason)
+        job.idle = hosts.idle_reason
+        return
     plan.announce(data, job)
     if not hosts.several:
         fitting.train(job, catalogue, data_plan=data)
@@ -76,6 +80,7 @@ def train(job: Job, catalogue: dict[str, Algorithm]) -> None:
     sizes = distributed.Sizes.here()
     if not hosts.is_leader:
         distributed.serve(hosts, addresses[hosts.current], addresses[hosts.leader], config, sizes)
+        job.leader = hosts.leader
         return
     leader = distributed.Leader(hosts, addresses[hosts.current], config, sizes)
     succeeded = False
@@ -146,7 +151,7 @@ def gathered(job: Job, catalogue: dict[str, Algorithm], data: plan.DataPlan, lea
     memory = resources.memory().value
 
     def reader(channel: str, header: bool, target) -> tuple[pd.DataFrame, pd.Series]:
-        parts = _on_every_host(leader, distributed.read_share, channel, header, target)
+        parts = _on_every_host(leader, distributed.read_share, channel, header, target, leader.plan.group)
         summaries = {h: s for h, s in _each(leader, distributed.summarise, parts, 0).items() if s is not None}
         if not summaries:
             raise UserError(f"channel '{channel}' has no data rows on any of the hosts {', '.join(leader.workers)}")
@@ -256,7 +261,7 @@ def data_parallel(job: Job, algorithm: Algorithm, data: plan.DataPlan, leader) -
     client = leader.client
     name, header, target, params = data.algorithm, data.header, data.target, data.params
     started = time.monotonic()
-    parts = _on_every_host(leader, distributed.read_share, "training", header, target)
+    parts = _on_every_host(leader, distributed.read_share, "training", header, target, leader.plan.group)
     summaries = {h: s for h, s in _each(leader, distributed.summarise, parts, fitting.MAX_CLASSES_INFERRED).items()
                  if s is not None}
     if not summaries:
@@ -340,7 +345,7 @@ def data_parallel(job: Job, algorithm: Algorithm, data: plan.DataPlan, leader) -
     model = estimator if preprocessing is None else Pipeline([*preprocessing.steps, (last, estimator)])
 
     for channel in data.held_out:
-        held_out = _on_every_host(leader, distributed.read_share, channel, header, target)
+        held_out = _on_every_host(leader, distributed.read_share, channel, header, target, leader.plan.group)
         columns = {h: c for h, c in _each(leader, distributed.columns_of, held_out).items() if c is not None}
         for host_columns in columns.values():
             fitting.check_same_columns(channel, host_columns, summary.columns)

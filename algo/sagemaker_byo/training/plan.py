@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import AlgorithmError, UserError
 from . import channels
 from .algorithms import Algorithm
+from .cluster import GROUP_HYPERPARAMETER
 from .evaluation import CLASSIFICATION, REGRESSION, UNSUPERVISED
 from .hyperparameters import Param, Schema
 from .job import Job
@@ -109,6 +110,8 @@ def common(catalogue: dict[str, Algorithm]) -> dict[str, Param]:
         # 0 the data is features only, N its first N columns are targets; null: as the channel says.
         "label_size": Param(int, None, low=0, nullable=True),
         "checkpoint_steps": Param(int, 10, low=1, high=1000),
+        # A heterogeneous cluster's instance group that trains (default: the first listed).
+        GROUP_HYPERPARAMETER: Param(str, None, nullable=True),
     }
 
 

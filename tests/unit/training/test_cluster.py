@@ -56,6 +56,111 @@ def test_a_resourceconfig_that_makes_no_cluster_is_refused_naming_the_problem(tm
         cluster.plan(written(tmp_path, config))
 
 
+# -- heterogeneous clusters: instance_groups ------------------------------------------------------
+
+JOB_DIR = Path(__file__).parents[2] / "fixture_fork" / "job"
+
+
+def heterogeneous(current: str, group: str, kind: str) -> dict:
+    """A heterogeneous job's resourceconfig.json as SageMaker writes it: `hosts` sorted, every
+    group's hosts in no particular order."""
+    return {
+        "current_host": current,
+        "current_instance_type": kind,
+        "current_group_name": group,
+        "hosts": ["algo-1", "algo-2", "algo-3", "algo-4", "algo-5"],
+        "instance_groups": [
+            {"instance_group_name": "train", "instance_type": "ml.m5.2xlarge", "hosts": ["algo-4", "algo-2"]},
+            {"instance_group_name": "data", "instance_type": "ml.c5.xlarge", "hosts": ["algo-5", "algo-3", "algo-1"]},
+        ],
+        "network_interface_name": "eth0",
+    }
+
+
+def test_the_first_group_listed_trains_by_default_its_hosts_in_sagemakers_order(tmp_path):
+    plan = cluster.plan(written(tmp_path, heterogeneous("algo-4", "train", "ml.m5.2xlarge")))
+    assert plan.hosts == ("algo-2", "algo-4")
+    assert plan.idle_reason is None
+    assert plan.group == "train"
+    assert plan.leader == "algo-2" and plan.rank == 1 and plan.several
+
+
+def test_a_host_of_another_group_does_not_train_and_says_why(tmp_path):
+    plan = cluster.plan(written(tmp_path, heterogeneous("algo-1", "data", "ml.c5.xlarge")))
+    assert plan.hosts == ("algo-2", "algo-4")
+    assert plan.idle_reason == (
+        "host algo-1 is in instance group 'data' (ml.c5.xlarge); the job trains on instance group 'train' "
+        "(algo-2, algo-4), the first group listed; hyperparameter instance_group names another: "
+        "this host does not train")
+    assert not plan.is_leader
+
+
+@pytest.mark.parametrize(("current", "trains"), [("algo-1", True), ("algo-3", True), ("algo-5", True),
+                                                 ("algo-2", False), ("algo-4", False)])
+def test_the_instance_group_hyperparameter_chooses_the_group_that_trains(tmp_path, current, trains):
+    own = "data" if trains else "train"
+    plan = cluster.plan(written(tmp_path, heterogeneous(current, own, "ml.c5.xlarge")), group="data")
+    assert plan.hosts == ("algo-1", "algo-3", "algo-5")
+    assert plan.leader == "algo-1"
+    assert (plan.idle_reason is None) == trains
+    if not trains:
+        assert "trains on instance group 'data' (algo-1, algo-3, algo-5), named by hyperparameter instance_group" \
+            in plan.idle_reason
+
+
+def test_a_group_of_one_host_trains_on_that_host_alone(tmp_path):
+    config = heterogeneous("algo-3", "data", "ml.c5.xlarge")
+    config["instance_groups"] = [{"instance_group_name": "solo", "instance_type": "ml.m5.xlarge", "hosts": ["algo-3"]},
+                                 {"instance_group_name": "rest", "instance_type": "ml.c5.xlarge",
+                                  "hosts": ["algo-2", "algo-5", "algo-1", "algo-4"]}]
+    del config["current_group_name"]  # older writers leave it out: membership decides
+    plan = cluster.plan(written(tmp_path, config))
+    assert plan.hosts == ("algo-3",) and plan.is_leader and not plan.several and plan.idle_reason is None
+
+
+def test_a_plain_job_as_sagemaker_writes_it_is_one_group_of_every_host(tmp_path):
+    config = json.loads((JOB_DIR / "input" / "config" / "resourceconfig.json").read_text())
+    assert config["instance_groups"][0]["instance_group_name"] == "homogeneousCluster"
+    plan = cluster.plan(written(tmp_path, config))
+    assert plan.hosts == ("algo-1",) and plan.is_leader and plan.idle_reason is None
+    assert cluster.plan(config, group="homogeneousCluster") == plan
+
+
+def test_without_instance_groups_the_group_hyperparameter_names_nothing(tmp_path):
+    assert cluster.plan(written(tmp_path, LOCAL_MODE), group="train") == cluster.plan(LOCAL_MODE)
+
+
+def test_a_group_the_job_does_not_have_is_refused_naming_its_groups(tmp_path):
+    with pytest.raises(UserError, match="hyperparameter instance_group='gpu' names no instance group of this job; "
+                                        "its groups are 'train', 'data'"):
+        cluster.plan(written(tmp_path, heterogeneous("algo-1", "data", "ml.c5.xlarge")), group="gpu")
+
+
+def with_groups(groups: list, current_group: str = "train") -> dict:
+    return {**heterogeneous("algo-1", current_group, "ml.m5.xlarge"), "instance_groups": groups}
+
+
+@pytest.mark.parametrize(("config", "says"), [
+    (with_groups("train"), "'instance_groups' must be a list of objects"),
+    (with_groups([{"instance_group_name": "train"}]), "one entry is"),
+    (with_groups([{"instance_group_name": "train", "hosts": ["algo-1", "algo-2", "algo-3"]},
+                  {"instance_group_name": "train", "hosts": ["algo-4", "algo-5"]}]), "'train' is listed twice"),
+    (with_groups([{"instance_group_name": "train", "hosts": ["algo-1", "algo-2", "algo-3"]},
+                  {"instance_group_name": "data", "hosts": ["algo-3", "algo-4", "algo-5"]}]),
+     "host 'algo-3' is in instance groups 'train' and 'data'"),
+    (with_groups([{"instance_group_name": "train", "hosts": ["algo-1", "algo-9"]},
+                  {"instance_group_name": "data", "hosts": ["algo-2", "algo-3", "algo-4", "algo-5"]}]),
+     "lists 'algo-9', which is not one of hosts"),
+    (with_groups([{"instance_group_name": "train", "hosts": ["algo-1", "algo-2"]}]),
+     r"host\(s\) algo-3, algo-4, algo-5 are in no instance group"),
+    (heterogeneous("algo-1", "train", "ml.c5.xlarge"),
+     "current_group_name is 'train', but instance_groups lists current_host 'algo-1' in group 'data'"),
+])
+def test_instance_groups_that_do_not_describe_the_hosts_are_refused_naming_the_problem(tmp_path, config, says):
+    with pytest.raises(UserError, match=says):
+        cluster.plan(written(tmp_path, config))
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0

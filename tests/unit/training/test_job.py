@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -187,11 +188,99 @@ def run_in(tmp_path, monkeypatch):
     return run
 
 
-def test_run_exits_0_and_writes_no_failure_when_training_succeeds(run_in):
-    calls = []
-    code, failure = run_in(lambda job: calls.append(threading.current_thread().name))
+def test_run_exits_0_and_writes_no_failure_when_training_succeeds(run_in, tmp_path):
+    seen = tmp_path / "seen"  # the job runs in a child process: it reports through a file
+    code, failure = run_in(lambda job: seen.write_text(threading.current_thread().name))
     assert (code, failure) == (0, None)
-    assert calls == ["train"]  # in the worker thread, so SIGTERM is handled at once
+    assert seen.read_text() == "train"  # in the worker thread, so SIGTERM is handled at once
+
+
+def test_run_trains_in_a_child_process_so_the_supervisor_holds_none_of_the_data(run_in, tmp_path):
+    seen = tmp_path / "pid"
+    code, _ = run_in(lambda job: seen.write_text(f"{os.getpid()} {os.getppid()}"))
+    assert code == 0
+    assert seen.read_text() != f"{os.getpid()} {os.getppid()}"
+    assert int(seen.read_text().split()[1]) == os.getpid()  # this process waited for it
+
+
+def kill_self(job: Job) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.fixture
+def cgroup(tmp_path, monkeypatch):
+    """A cgroup v2 of 200 MiB as the kernel shows it, whose out-of-memory count a job can raise."""
+    root = tmp_path / "cgroup"
+    (root / "job").mkdir(parents=True)
+    (root / "job" / "memory.max").write_text(f"{200 * 2**20}\n")
+    events = root / "job" / "memory.events"
+    events.write_text("low 0\nhigh 0\nmax 12\noom 1\noom_kill 0\noom_group_kill 0\n")
+    (tmp_path / "proc-self-cgroup").write_text("0::/job\n")
+    monkeypatch.setenv("SAGEMAKER_CGROUP_ROOT", str(root))
+    monkeypatch.setenv("SAGEMAKER_PROC_SELF_CGROUP", str(tmp_path / "proc-self-cgroup"))
+    return lambda: events.write_text(events.read_text().replace("oom_kill 0", "oom_kill 1"))
+
+
+def test_a_job_killed_for_memory_leaves_a_failure_file_naming_the_limit_and_exits_137(run_in, cgroup):
+    def train(job: Job) -> None:
+        cgroup()  # what the kernel does as it kills the largest process over the limit
+        kill_self(job)
+
+    code, failure = run_in(train)
+    assert code == 137
+    assert failure.startswith("UserError: the training process was killed for using more memory than the "
+                              "container's limit of 200 MiB (cgroup v2 memory.max)"), failure
+    assert "instance type with more memory" in failure and "instance_count > 1" in failure
+
+
+def test_a_failure_after_an_out_of_memory_kill_in_the_container_is_reported_as_memory(run_in, cgroup):
+    def train(job: Job) -> None:
+        cgroup()  # a process the fit started (a joblib worker) was killed
+        raise RuntimeError("A worker process managed by the executor was unexpectedly terminated")
+
+    code, failure = run_in(train)
+    assert code == 2
+    assert failure.startswith("UserError: the training process was killed for using more memory"), failure
+    assert "then reported: AlgorithmError: RuntimeError: A worker process" in failure
+
+
+def test_a_job_killed_by_another_signal_leaves_a_failure_file_that_says_so(run_in, cgroup):
+    code, failure = run_in(kill_self)
+    assert code == 137
+    assert failure.startswith("AlgorithmError: the training process was killed by SIGKILL without reporting "
+                              "an outcome, and the kernel counted no out-of-memory kill"), failure
+
+
+def test_a_job_that_exits_without_an_outcome_fails_with_its_code(run_in, cgroup):
+    code, failure = run_in(lambda job: os._exit(3))
+    assert code == 3
+    assert failure.startswith("AlgorithmError: the training process exited with code 3 without reporting"), failure
+
+
+def test_a_job_killed_while_saving_leaves_no_half_written_model(run_in, cgroup, tmp_path):
+    def train(job: Job) -> None:
+        save_model(job.paths.model, {"model.joblib": write_text("w"), "model.json": lambda path: kill_self(job)})
+
+    code, _ = run_in(train)
+    assert code == 137
+    assert list((tmp_path / "ml" / "model").iterdir()) == []
+
+
+@pytest.mark.parametrize(("version", "files", "count"), [
+    (2, {"memory.events": "low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n"}, 2),
+    (1, {"memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n"}, 5),
+    (2, {}, 0),  # no memory controller: nothing counted, nothing rises
+])
+def test_oom_kills_reads_the_kernels_count_for_either_cgroup_version(tmp_path, version, files, count):
+    root = tmp_path / "cgroup"
+    folder = root / ("job" if version == 2 else "memory/job")
+    folder.mkdir(parents=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    proc = tmp_path / "cgroup-of-self"
+    proc.write_text("0::/job\n" if version == 2 else "4:memory:/job\n")
+    env = {"SAGEMAKER_CGROUP_ROOT": str(root), "SAGEMAKER_PROC_SELF_CGROUP": str(proc)}
+    assert jobs.oom_kills(env) == count
 
 
 def raiser(error: BaseException):
