@@ -368,3 +368,33 @@ def test_a_test_channel_is_scored_across_hosts_like_validation(cluster):
     assert set(metrics) == {"train", "test"} and 0.5 < metrics["test"]["accuracy"] <= 1
     assert "test:accuracy=" in group.log("algo-1")
     assert "channel 'extra' is not used" in group.log("algo-1")
+
+
+def test_a_heterogeneous_cluster_trains_on_its_named_group_and_the_other_group_exits_0(network, tmp_path):
+    hosts = ["algo-1", "algo-2", "algo-3"]
+    net = network(hosts)
+    table = rows(ROWS, seed=1)
+    halves = np.array_split(table, 2)
+    files = {"algo-1": {"a.csv": halves[0]}, "algo-2": {}, "algo-3": {"b.csv": halves[1]}}
+    dirs = {h: job_dir(tmp_path, h, hosts, "lightgbm", files[h], True, {"instance_group": "train"}) for h in hosts}
+    for host, ml in dirs.items():
+        group = "train" if host != "algo-2" else "prepare"
+        (ml / "input" / "config" / "resourceconfig.json").write_text(json.dumps({
+            "current_host": host, "current_instance_type": "ml.m5.xlarge", "current_group_name": group,
+            "hosts": hosts, "network_interface_name": "eth0",
+            "instance_groups": [  # as SageMaker writes them: a group's hosts are not in host order
+                {"instance_group_name": "prepare", "instance_type": "ml.c5.xlarge", "hosts": ["algo-2"]},
+                {"instance_group_name": "train", "instance_type": "ml.m5.xlarge", "hosts": ["algo-3", "algo-1"]},
+            ]}))
+    group = Hosts(net, dirs)
+    try:
+        for host in hosts:
+            group.start(host)
+        assert group.wait() == {"algo-1": 0, "algo-2": 0, "algo-3": 0}, group.logs()
+    finally:
+        group.stop_all()
+    description = json.loads((dirs["algo-1"] / "model" / "model.json").read_text())
+    assert description["hosts"] == {"algo-1": len(halves[0]), "algo-3": len(halves[1])}
+    assert "host algo-2 is in instance group 'prepare'" in group.log("algo-2")
+    assert "does not train" in group.log("algo-2") and group.failure("algo-2") is None
+    assert list((dirs["algo-2"] / "model").iterdir()) == []

@@ -104,16 +104,16 @@ def test_the_algorithm_defaults_to_the_catalogues_first_and_its_choices_are_the_
 
 def test_an_algorithms_own_hyperparameters_are_parsed_with_the_common_ones():
     parsed = plan.parse_hyperparameters({"algorithm": "knn", "n_neighbors": '"3"', "checkpoint_steps": "4"},
-                                           CATALOGUE)
+                                        CATALOGUE)
     assert parsed == {"algorithm": "knn", "task": None, "header": False, "target": None, "label_size": None,
-                      "checkpoint_steps": 4, "n_neighbors": 3}
+                      "checkpoint_steps": 4, "instance_group": None, "n_neighbors": 3}
 
 
 def test_a_hyperparameter_the_algorithm_lacks_is_a_user_error_listing_the_allowed_names():
     with pytest.raises(UserError) as raised:
         plan.parse_hyperparameters({"algorithm": "knn", "random_state": "0"}, CATALOGUE)
     assert str(raised.value) == ("unknown hyperparameter 'random_state' for algorithm 'knn'; allowed: algorithm, "
-                                 "checkpoint_steps, header, label_size, n_neighbors, target, task")
+                                 "checkpoint_steps, header, instance_group, label_size, n_neighbors, target, task")
 
 
 def test_an_unknown_algorithm_is_refused_with_the_catalogues_names():
