@@ -340,7 +340,8 @@ def measure_loaded(model: Any, names: list[str] | None = None, text: list[str] |
 
 def _where(row: int, position: int, contract: InputContract) -> str:
     name = contract.columns[position].name
-    named = "" if name == f"column_{position + 2}" else f" ({name})"  # headerless names say nothing more
+    # Headerless names say nothing more: column_2 onwards after a target, column_1 onwards without one.
+    named = "" if name in (f"column_{position + 2}", f"column_{position + 1}") else f" ({name})"
     return f"row {row + 1}, column {position + 1}{named}"
 
 

@@ -1,6 +1,7 @@
 """The input contract: measured by calling a model's own predict (never inferred from its class)
 over several kinds of model built here, saved in model.json and read back, and how `conform`
-holds a request to it with a 400 naming row and column."""
+holds a request to it with a 400 naming row and column, and hands the model its numbers in the
+dtype it was fitted on (tried with the scikit-learn estimators a catalogue could build)."""
 
 from __future__ import annotations
 
@@ -192,6 +193,13 @@ def test_conform_names_the_models_feature_after_the_column_number(categorical_mo
     with pytest.raises(BadRequest) as raised:
         conform(decode(body, content_type), measure(categorical_model, CATEGORIES))
     assert raised.value.message == message
+
+
+def test_a_features_only_models_headerless_names_say_nothing_more():
+    features_only = numeric(("column_1", "column_2"), False)  # no target: columns named from column_1
+    with pytest.raises(BadRequest) as raised:
+        conform(decode(b"1,2\n3,\n", "text/csv"), features_only)
+    assert raised.value.message == "row 2, column 2 is missing; this model needs a value there"
 
 
 def test_a_text_column_refusing_missing_values_names_its_cell():
