@@ -102,13 +102,15 @@ UNKNOWN = InputContract(columns=None, frame=False, accepts_infinite=True, measur
 # --- shaping rows as the model takes them (shared by measuring and serving) ---
 
 def model_input(frame: pd.DataFrame, contract: InputContract) -> Any:
-    """Typed rows (numbers as float64, text as objects) in the form the model takes, numbers in
-    the contract's dtype (`conform` has refused any that overflow it)."""
-    if not contract.text_columns:
-        return frame.astype(contract.dtype) if contract.frame else frame.to_numpy(dtype=contract.dtype)
-    numeric = {c.name: contract.dtype for c in contract.columns if not c.text}
-    typed = frame.astype(numeric) if numeric and contract.dtype != FLOAT64 else frame
-    return typed if contract.frame else typed.to_numpy(dtype=object)
+    """Typed rows (numbers as float64, text as objects) in the form the model takes, their numbers
+    in the contract's dtype (`conform` has refused any that overflow it)."""
+    if contract.dtype != FLOAT64:
+        frame = frame.astype({c.name: contract.dtype for c in contract.columns if not c.text})
+    if contract.frame:
+        return frame
+    if contract.text_columns:
+        return frame.to_numpy(dtype=object)
+    return frame.to_numpy(dtype=contract.dtype)
 
 
 def _refusal(model: Any, data: Any) -> str | None:
