@@ -50,12 +50,16 @@ def wsgi_call(app, body: bytes):
     return lambda: b"".join(app(environ(body), lambda *args: None))
 
 
-def stages(model, plain, body: bytes) -> None:
+def stages(model, plain, served, body: bytes) -> None:
     """The parts of a 10,000-row request, and a 1-row predict of the served (memoized) model and of
-    the same model as joblib loads it (`plain`)."""
+    the same model as joblib loads it (`plain`); holding the rows to the model's contract (`served`)
+    in the dtype it records and in float64, what converting to the model's dtype costs."""
+    import dataclasses
+
     import numpy as np
     import pandas as pd
 
+    from sagemaker_byo import contract
     from sagemaker_byo.serving import decoders, encoders
 
     parts = {
@@ -63,6 +67,12 @@ def stages(model, plain, body: bytes) -> None:
         "read CSV, pandas.read_csv": lambda: pd.read_csv(io.BytesIO(body), header=None, dtype=np.float64),
     }
     rows = decoders.decode_csv(body)
+    as_float64 = dataclasses.replace(served, dtype="float64")
+    for name, held in ((f"conform, {served.dtype}", served), ("conform, float64", as_float64)):
+        for some in (rows[:1], rows):
+            cost = per_call(lambda r=some, c=held: contract.conform(r, c), 2000)[0]
+            print(f"  {len(some):5} rows, {name:28} {cost:8.1f} us")
+    rows = contract.conform(rows, served)  # as the server hands them to the model
     labels = model.predict(rows)
     parts["predict"] = lambda: model.predict(rows)
     parts["write labels, join"] = lambda: encoders.encode_csv(labels)
@@ -129,7 +139,8 @@ def main() -> int:
     if "--stages" in sys.argv:
         from predictor import model_fn
 
-        stages(app.extensions["sagemaker_model"].model, model_fn(str(base / "model")), body)
+        loaded = app.extensions["sagemaker_model"]
+        stages(loaded.model, model_fn(str(base / "model")), loaded.contract, body)
     if "--profile" in sys.argv:
         import cProfile
         import pstats

@@ -1,11 +1,12 @@
 """What a model accepts as input, measured by calling it, and how each request is held to that.
 
 `measure(model, sample)` establishes a model's `InputContract`: its columns in order, which hold
-text, whether it takes a DataFrame (named columns) or an array, and which columns accept a
-missing value, by calling the model's own `predict` on rows shaped as the server would send them
-(training rows, or rows made from what the model knows of itself, with cells blanked). Nothing
-is inferred from the model's class. `algo/train` saves the contract in model.json; the server
-measures a model that came without one when it loads it.
+text, whether it takes a DataFrame (named columns) or an array, which columns accept a missing
+value, and the dtype of its numbers (float32 or float64: what it was fitted on), by calling the
+model's own `predict` on rows shaped as the server would send them (training rows, or rows made
+from what the model knows of itself, with cells blanked). Nothing is inferred from the model's
+class. `algo/train` saves the contract in model.json; the server measures a model that came
+without one when it loads it.
 
 `conform(rows, contract)` checks a decoded request against the contract and gives the model its
 input in the form it takes; a row the model cannot take is a `BadRequest` naming row and column.
@@ -23,12 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import BadRequest, quoted
+from .errors import AlgorithmError, BadRequest, quoted
 
 log = logging.getLogger("contract")
 
 BASE_ROWS = 4  # training rows each probe starts from
 _TEXT_PROBE = "a"  # a text value to try in a column when nothing better is known
+FLOAT64, FLOAT32 = "float64", "float32"
+DTYPES = (FLOAT64, FLOAT32)  # a model.json without one: float64, what the server handed every model before
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class InputContract:
     frame: bool  # the model takes a DataFrame with the columns' names; otherwise a 2-D array
     accepts_infinite: bool
     measured: bool  # established by calling the model; otherwise the model's own checks decide
+    # The numbers' dtype: the one the model was fitted on (scikit-learn's KMeans predicts no other).
+    dtype: str = FLOAT64
 
     @property
     def n_features(self) -> int | None:
@@ -72,17 +77,22 @@ class InputContract:
             "frame": self.frame,
             "accepts_infinite": self.accepts_infinite,
             "measured": self.measured,
+            "dtype": self.dtype,
         }
 
     @classmethod
     def from_json(cls, value: dict) -> InputContract:
         columns = value.get("columns")
+        dtype = value.get("dtype", FLOAT64)
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
         return cls(
             columns=None if columns is None else tuple(
                 Column(str(c["name"]), bool(c["text"]), bool(c["accepts_missing"])) for c in columns),
             frame=bool(value["frame"]),
             accepts_infinite=bool(value["accepts_infinite"]),
             measured=bool(value["measured"]),
+            dtype=dtype,
         )
 
 
@@ -92,16 +102,20 @@ UNKNOWN = InputContract(columns=None, frame=False, accepts_infinite=True, measur
 # --- shaping rows as the model takes them (shared by measuring and serving) ---
 
 def model_input(frame: pd.DataFrame, contract: InputContract) -> Any:
-    """Typed rows (numbers as float64, text as objects) in the form the model takes."""
+    """Typed rows (numbers as float64, text as objects) in the form the model takes, their numbers
+    in the contract's dtype (`conform` has refused any that overflow it)."""
+    if contract.dtype != FLOAT64:
+        frame = frame.astype({c.name: contract.dtype for c in contract.columns if not c.text})
     if contract.frame:
         return frame
     if contract.text_columns:
         return frame.to_numpy(dtype=object)
-    return frame.to_numpy(dtype=np.float64)
+    return frame.to_numpy(dtype=contract.dtype)
 
 
-def _predict(model: Any, data: Any) -> bool:
-    """Whether the model's predict takes this input, with every check of its own switched on."""
+def _refusal(model: Any, data: Any) -> str | None:
+    """Why the model's predict does not take this input (None: it does), with every check of its
+    own switched on."""
     with ExitStack() as stack:
         stack.enter_context(warnings.catch_warnings())
         warnings.simplefilter("ignore")
@@ -113,9 +127,15 @@ def _predict(model: Any, data: Any) -> bool:
             stack.enter_context(sklearn.config_context(assume_finite=False))
         try:
             answer = model.predict(data)
-            return np.shape(answer)[:1] == (len(data),)
-        except Exception:  # noqa: BLE001 - any refusal counts as "does not take this"
-            return False
+        except Exception as error:  # noqa: BLE001 - any refusal counts as "does not take this"
+            return " ".join(f"{type(error).__name__}: {error}".split())[:300]
+        if np.shape(answer)[:1] != (len(data),):
+            return f"predict gave an answer of shape {np.shape(answer)} for {len(data)} rows"
+        return None
+
+
+def _predict(model: Any, data: Any) -> bool:
+    return _refusal(model, data) is None
 
 
 def _typed_frame(rows: list[list], names: list[str], text: set[str]) -> pd.DataFrame:
@@ -152,7 +172,7 @@ def category_text(value: Any) -> Any:
     return str(value)
 
 
-def _accepting(model, base: list[list], names: list[str], text: set[str], frame: bool,
+def _accepting(model, base: list[list], names: list[str], text: set[str], frame: bool, dtype: str,
                positions: list[int]) -> set[int]:
     """The columns among `positions` in which the model takes a missing value: one call with a
     row per column blanked; where that fails, each half again."""
@@ -163,53 +183,85 @@ def _accepting(model, base: list[list], names: list[str], text: set[str], frame:
         row = list(base[k % len(base)])
         row[j] = np.nan
         rows.append(row)
-    contract = InputContract(tuple(Column(n, n in text, True) for n in names), frame, True, True)
+    contract = InputContract(tuple(Column(n, n in text, True) for n in names), frame, True, True, dtype)
     if _predict(model, model_input(_typed_frame(rows, names, text), contract)):
         return set(positions)
     if len(positions) == 1:
         return set()
     middle = len(positions) // 2
-    return (_accepting(model, base, names, text, frame, positions[:middle])
-            | _accepting(model, base, names, text, frame, positions[middle:]))
+    return (_accepting(model, base, names, text, frame, dtype, positions[:middle])
+            | _accepting(model, base, names, text, frame, dtype, positions[middle:]))
 
 
-def _measure_columns(model, base: list[list], names: list[str], text: set[str], frame: bool) -> InputContract:
-    accepting = _accepting(model, base, names, text, frame, list(range(len(names))))
+def _measure_columns(model, base: list[list], names: list[str], text: set[str], frame: bool,
+                     dtype: str) -> InputContract:
+    accepting = _accepting(model, base, names, text, frame, dtype, list(range(len(names))))
     numeric = [j for j, n in enumerate(names) if n not in text]
     infinite = False
     if numeric:
         row = list(base[0])
         for j in numeric:
             row[j] = np.inf
-        probe = InputContract(tuple(Column(n, n in text, True) for n in names), frame, True, True)
+        probe = InputContract(tuple(Column(n, n in text, True) for n in names), frame, True, True, dtype)
         infinite = _predict(model, model_input(_typed_frame([row], names, text), probe))
     return InputContract(tuple(Column(n, n in text, j in accepting) for j, n in enumerate(names)),
-                         frame, infinite, True)
+                         frame, infinite, True, dtype)
 
 
-def _wants_frame(model, base: list[list], names: list[str], text: set[str]) -> bool | None:
+def _wants_frame(model, base: list[list], names: list[str], text: set[str],
+                 dtype: str) -> tuple[bool | None, dict[str, str]]:
     """DataFrame or array: what the model was fitted on where it says so (scikit-learn's
-    feature_names_in_), else whichever its predict takes; None when it takes neither."""
+    feature_names_in_), else whichever its predict takes; None when it takes neither, with why
+    (each form's refusal)."""
     fitted_on_frame = getattr(model, "feature_names_in_", None) is not None
+    refusals = {}
     for frame in (True,) if fitted_on_frame else (False, True):  # an array where both work: it costs less
-        probe = InputContract(tuple(Column(n, n in text, True) for n in names), frame, True, True)
-        if _predict(model, model_input(_typed_frame(base, names, text), probe)):
-            return frame
-    return None
+        probe = InputContract(tuple(Column(n, n in text, True) for n in names), frame, True, True, dtype)
+        refusal = _refusal(model, model_input(_typed_frame(base, names, text), probe))
+        if refusal is None:
+            return frame, {}
+        refusals["a DataFrame" if frame else "an array"] = refusal
+    return None, refusals
 
 
-def measure(model: Any, sample: pd.DataFrame) -> InputContract:
+def sample_dtype(sample: pd.DataFrame) -> str:
+    """The dtype a fit on `sample` gets its numbers in: float32 where numpy's common type of the
+    numeric columns is float32 (the channel reader stores numbers as float32), else float64."""
+    numeric = [getattr(t, "numpy_dtype", t) for t in sample.dtypes if pd.api.types.is_numeric_dtype(t)]
+    try:
+        return FLOAT32 if numeric and np.result_type(*numeric) == np.float32 else FLOAT64
+    except TypeError:  # a dtype numpy does not know: scikit-learn would make it float64
+        return FLOAT64
+
+
+def measure(model: Any, sample: pd.DataFrame, dtype: str | None = None) -> InputContract:
     """The contract of a fitted model, measured on training rows (`sample`: the training
-    features, columns named as the model knows them; text columns are those pandas read as text)."""
+    features, columns named as the model knows them; text columns are those pandas read as text)
+    given with their numbers in `dtype`, the dtype the fit got them in (by default the sample's
+    own, `sample_dtype`). A model that does not predict them is an AlgorithmError naming why:
+    the server could not use it either."""
     names = [str(c) for c in sample.columns]
+    dtype = dtype or sample_dtype(sample)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     sample = sample.set_axis(names, axis=1)
     text = {n for n in names if not pd.api.types.is_numeric_dtype(sample[n].dtype)}
     base = _base_rows(sample, text)
-    frame = _wants_frame(model, base, names, text)
+    frame, refusals = _wants_frame(model, base, names, text, dtype)
     if frame is None:
-        log.warning("the model does not predict its own training rows; its input is not checked")
-        return InputContract(tuple(Column(n, n in text, False) for n in names), False, False, False)
-    return _measure_columns(model, base, names, text, frame)
+        reasons = set(refusals.values())
+        why = reasons.pop() if len(reasons) == 1 else "; ".join(f"as {form}, {r}" for form, r in refusals.items())
+        raise AlgorithmError(f"the fitted model ({_kind(model)}) does not predict its own training rows (numbers "
+                             f"as {dtype}, as it was fitted on them): {why}; a model the server could not use is "
+                             f"not saved")
+    return _measure_columns(model, base, names, text, frame, dtype)
+
+
+def _kind(model: Any) -> str:
+    steps = getattr(model, "steps", None)
+    if isinstance(steps, list) and steps and isinstance(steps[-1], tuple):
+        return f"{type(model).__name__} ending in {type(steps[-1][-1]).__name__}"
+    return type(model).__name__
 
 
 def _known_columns(model: Any) -> list[str] | None:
@@ -265,7 +317,8 @@ def _known_text(transformer: Any, position: int) -> Any:
 def measure_loaded(model: Any, names: list[str] | None = None, text: list[str] | None = None) -> InputContract:
     """The contract of a model that came without one (trained elsewhere): its columns from the
     model itself (or `names` and `text` from an older model.json), then measured on rows made
-    from what the model knows (zeros for numbers, known categories or words for text)."""
+    from what the model knows (zeros for numbers, known categories or words for text), numbers
+    as float64, or as float32 where only those work (a KMeans fitted on float32)."""
     names = [str(n) for n in names] if names else _known_columns(model)
     if not names:
         return UNKNOWN
@@ -276,9 +329,10 @@ def measure_loaded(model: Any, names: list[str] | None = None, text: list[str] |
     candidates += [set(hints), set(), set(names)]
     for text_columns in candidates:
         row = [hints.get(n, _TEXT_PROBE) if n in text_columns else 0.0 for n in names]
-        frame = _wants_frame(model, [row], names, text_columns)
-        if frame is not None:
-            return _measure_columns(model, [row], names, text_columns, frame)
+        for dtype in DTYPES if len(text_columns) < len(names) else DTYPES[:1]:
+            frame, _ = _wants_frame(model, [row], names, text_columns, dtype)
+            if frame is not None:
+                return _measure_columns(model, [row], names, text_columns, frame, dtype)
     log.warning("the model does not predict rows made from its %d columns; its input is not checked", len(names))
     return InputContract(tuple(Column(n, False, True) for n in names),
                          getattr(model, "feature_names_in_", None) is not None, True, False)
@@ -288,7 +342,8 @@ def measure_loaded(model: Any, names: list[str] | None = None, text: list[str] |
 
 def _where(row: int, position: int, contract: InputContract) -> str:
     name = contract.columns[position].name
-    named = "" if name == f"column_{position + 2}" else f" ({name})"  # headerless names say nothing more
+    # Headerless names say nothing more: column_2 onwards after a target, column_1 onwards without one.
+    named = "" if name in (f"column_{position + 2}", f"column_{position + 1}") else f" ({name})"
     return f"row {row + 1}, column {position + 1}{named}"
 
 
@@ -316,6 +371,26 @@ def _check_array(numbers: np.ndarray, contract: InputContract, positions: list[i
             row, k = np.argwhere(missing)[0]
             raise BadRequest(f"{_where(row, positions[refusing[k]], contract)} is missing; "
                              f"this model needs a value there")
+
+
+def _in_dtype(numbers: np.ndarray, contract: InputContract, positions: list[int]) -> np.ndarray:
+    """Numbers (float64, as decoded) checked and in the contract's dtype. A number float32 cannot
+    hold is refused, never handed to the model as the infinity it would become."""
+    if contract.dtype == FLOAT64:
+        if contract.measured:
+            _check_array(numbers, contract, positions)
+        return numbers
+    with np.errstate(over="ignore"):
+        cast = numbers.astype(np.float32)
+    if not np.isfinite(cast).all():  # else no number is missing, infinite or too large
+        if contract.measured:
+            _check_array(numbers, contract, positions)
+        overflow = np.isinf(cast) & np.isfinite(numbers)
+        if overflow.any():
+            row, k = np.argwhere(overflow)[0]
+            raise BadRequest(f"{_where(row, positions[k], contract)} is too large for the float32 numbers this model "
+                             f"was trained on (over 3.4e38); send numbers within that")
+    return cast
 
 
 def _ordered(data: pd.DataFrame, contract: InputContract) -> pd.DataFrame:
@@ -351,9 +426,7 @@ def conform(data: Any, contract: InputContract) -> Any:
         if data.shape[1] != contract.n_features:
             raise BadRequest(f"row 1 has {data.shape[1]} values; the model takes {contract.n_features}")
         if data.dtype.kind == "f" and not contract.frame and not contract.text_columns:  # plain numbers
-            if contract.measured:
-                _check_array(data, contract, list(range(data.shape[1])))
-            return data
+            return _in_dtype(data, contract, list(range(data.shape[1])))
         frame = pd.DataFrame(data, columns=list(contract.names))
     else:
         frame = _ordered(data, contract)
@@ -380,5 +453,5 @@ def conform(data: Any, contract: InputContract) -> Any:
         numeric.append(j)
     typed = pd.DataFrame(columns, index=range(len(frame)))
     if numeric:
-        _check_array(typed.iloc[:, numeric].to_numpy(dtype=np.float64), contract, numeric)
+        _in_dtype(typed.iloc[:, numeric].to_numpy(dtype=np.float64), contract, numeric)
     return model_input(typed, contract)

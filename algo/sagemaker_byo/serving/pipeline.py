@@ -108,8 +108,9 @@ def _summary(contract: contracts.InputContract) -> str:
         return "the model does not say what it takes; requests go to it as decoded"
     refusing = [c.name for c in contract.columns if not c.accepts_missing]
     return (f"{contract.n_features} columns ({len(contract.text_columns)} of text), "
-            f"{'a DataFrame' if contract.frame else 'an array'}, missing values refused in "
-            f"{len(refusing)}{'' if contract.measured else ' (not measured: the model checks its own input)'}")
+            f"{'a DataFrame' if contract.frame else 'an array'}, numbers as {contract.dtype}, "
+            f"missing values refused in {len(refusing)}"
+            f"{'' if contract.measured else ' (not measured: the model checks its own input)'}")
 
 
 def _description(model_dir: Path) -> dict | None:

@@ -38,9 +38,10 @@ def test_model_fn_raises_when_the_folder_has_no_model(predictor, tmp_path):
         predictor.model_fn(str(tmp_path))
 
 
-def test_input_fn_decodes_csv_rows(predictor, invocation):
+def test_input_fn_decodes_csv_rows_into_the_numbers_the_model_was_fitted_on(predictor, invocation):
     data = predictor.input_fn(ROWS, "text/csv; charset=utf-8", invocation())
-    assert data.shape == (3, 4) and data.dtype == np.float64
+    assert data.shape == (3, 4) and data.dtype == np.float32  # algo/train fits the channel's float32 numbers
+    assert np.array_equal(data, ARRAY.astype(np.float32))
 
 
 @pytest.mark.parametrize(("body", "content_type", "error"), [
