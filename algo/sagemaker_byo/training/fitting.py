@@ -297,7 +297,9 @@ def _shown(column) -> str:
 
 
 def describe(model, name: str, task: str, params: dict, features: pd.DataFrame, target_name, rows: int,
-             metrics: dict, header: bool) -> dict:
+             metrics: dict, header: bool, dtype: str | None = None) -> dict:
+    """model.json: what the model is, and its input contract measured on `features` handed to it
+    in the numeric `dtype` the fit got (None: the features' own)."""
     classes = getattr(model, "classes_", None)
     if isinstance(classes, list):  # several targets: each its own classes
         classes = [[_plain(c) for c in each] for each in classes]
@@ -313,7 +315,7 @@ def describe(model, name: str, task: str, params: dict, features: pd.DataFrame, 
         "feature_names": [str(c) for c in features.columns],
         "feature_names_from_header": header,
         "categorical_features": [str(c) for c in text_columns(features)],
-        "input": contract.measure(model, features).as_json(),
+        "input": contract.measure(model, features, dtype=dtype).as_json(),
         "target": None if target_name is None else (
             [str(_plain(c)) for c in target_name] if isinstance(target_name, list) else str(target_name)),
         "classes": classes,
@@ -475,7 +477,8 @@ def train(job: Job, catalogue: dict[str, Algorithm], reader: Reader | None = Non
         inputs, values = evaluated[channel]
         evaluation.write_figure(output / "evaluation.svg", task, model, inputs, values, channel)
 
-    description = describe(model, name, task, params, features, target_name, rows, metrics, header)
+    description = describe(model, name, task, params, features, target_name, rows, metrics, header,
+                           dtype=data.dtype.name if isinstance(data, np.ndarray) else None)
     save_model(job.paths.model, {
         MODEL_FILE: lambda path: joblib.dump(model, path),
         METADATA_FILE: lambda path: path.write_text(json.dumps(description, indent=2) + "\n"),
