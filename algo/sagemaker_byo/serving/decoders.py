@@ -227,7 +227,7 @@ def _plain_numbers_by_arrow(data: bytes) -> np.ndarray | None:
     try:
         table = arrow_csv.read_csv(pa.BufferReader(data), read_options=_ARROW_READ, parse_options=_ARROW_PARSE,
                                    convert_options=convert)
-    except pa.ArrowInvalid:
+    except pa.ArrowException:  # the other readers decide, and name what is wrong
         return None
     array = np.empty((table.num_rows, table.num_columns))
     for j, column in enumerate(table.columns):
