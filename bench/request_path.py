@@ -60,7 +60,6 @@ def stages(model, plain, body: bytes) -> None:
 
     parts = {
         "read CSV, decode_csv": lambda: decoders.decode_csv(body),
-        "read CSV, pyarrow reader": lambda: decoders._plain_numbers_by_arrow(body),
         "read CSV, vectorised reader": lambda: decoders._short_decimals(body),
         "read CSV, pandas.read_csv": lambda: pd.read_csv(io.BytesIO(body), header=None, dtype=np.float64),
     }

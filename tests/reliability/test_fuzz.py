@@ -118,7 +118,7 @@ def csv_bodies(draw) -> bytes:
     newline = draw(st.sampled_from(["\n", "\r\n", "\r", "\n\n", "\n \n"]))
     text = newline.join(",".join(row) for row in rows) + draw(st.sampled_from(["", "\n", "\n\n"]))
     body = text.encode("utf-8", "surrogatepass")
-    if draw(st.booleans()):  # past 2 KB: the pandas parser instead of the small-body path; past 48 KB, pyarrow's
+    if draw(st.booleans()):  # past 2 KB: the pandas parser instead of the small-body path (and past 48 KB)
         body = ROW * draw(st.one_of(st.integers(130, 400), st.integers(3100, 3300))) + body
     if draw(st.integers(0, 4)) == 0:  # invalid UTF-8 somewhere
         at = draw(st.integers(0, len(body)))

@@ -24,8 +24,6 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as arrow_csv
 
 from ..errors import BadRequest, UnsupportedMediaType, quoted
 from . import media
@@ -41,12 +39,6 @@ _DECIMAL_BYTES = b"0123456789.,-\n"
 _SHORT_DECIMAL = 6
 VECTORISED_CSV_BYTES = 1024
 _POWERS_OF_10 = 10.0 ** np.arange(_SHORT_DECIMAL + 1)
-# From this size on, pyarrow's CSV reader beats the vectorised reader (whose arrays then outgrow the
-# CPU's caches) and pandas' parser (about 1.6 times) on a body of plain numbers.
-ARROW_CSV_BYTES = 48 * 1024
-_ARROW_READ = arrow_csv.ReadOptions(autogenerate_column_names=True, use_threads=False)
-# A blank line is a row of missing values (as `skip_blank_lines=False` makes pandas read it).
-_ARROW_PARSE = arrow_csv.ParseOptions(ignore_empty_lines=False)
 _JSON_BOOLEANS = re.compile(rb"true|false")
 _LINE_ENDS = re.compile(r"\r\n|\r|\n")
 # pandas' default na_values: what training's read_csv reads as missing in a text column.
@@ -215,39 +207,19 @@ def _short_decimals(data: bytes) -> np.ndarray | None:
     return number.reshape(-1, width)
 
 
-def _plain_numbers_by_arrow(data: bytes) -> np.ndarray | None:
-    """A body of plain numbers read by pyarrow's CSV reader, or None where it refuses the body (a
-    ragged row, a cell float() would not read, a cell of only spaces), which the other readers
-    then take, naming the row. Checked against float() cell by cell (tests/unit/serving): it reads
-    the same floats, an empty cell and a blank line as missing, and trims spaces around a number."""
-    line_ends = [at for at in (data.find(b"\n"), data.find(b"\r")) if at >= 0]
-    width = data.count(b",", 0, min(line_ends, default=len(data))) + 1  # the first row's: others must agree
-    convert = arrow_csv.ConvertOptions(column_types={f"f{j}": pa.float64() for j in range(width)},
-                                       null_values=[""], strings_can_be_null=False)
-    try:
-        table = arrow_csv.read_csv(pa.BufferReader(data), read_options=_ARROW_READ, parse_options=_ARROW_PARSE,
-                                   convert_options=convert)
-    except pa.ArrowException:  # the other readers decide, and name what is wrong
-        return None
-    array = np.empty((table.num_rows, table.num_columns))
-    for j, column in enumerate(table.columns):
-        array[:, j] = column.to_numpy()
-    return array
-
-
 def decode_csv(data: bytes, charset: str = "utf-8", n_features: int | None = None,
                text_columns: Collection[int] = ()) -> np.ndarray:
     """Header-less CSV rows: a float64 array, or an object array where some cells are text.
     `text_columns`: positions of the model's text columns, whose cells stay text ("007" is not 7)."""
     if text_columns:
         return _csv_rows_slowly(_text(data, charset), frozenset(text_columns), n_features)
+    if len(data) > VECTORISED_CSV_BYTES and _ascii_digits(charset):
+        array = _short_decimals(data)
+        if array is not None:
+            return array
     # One fast pass: a body of digits, signs, points, exponents, commas and line breaks needs none
     # of the checks below.
-    plain = len(data) > VECTORISED_CSV_BYTES and not data.translate(None, _PLAIN_NUMBER_BYTES)
-    if plain and _ascii_digits(charset):
-        array = _plain_numbers_by_arrow(data) if len(data) >= ARROW_CSV_BYTES else _short_decimals(data)
-        if array is not None and _every_line_a_row(data, array):
-            return array
+    plain = not data.translate(None, _PLAIN_NUMBER_BYTES)
     if not plain and b'"' in data:  # quoted text: the csv module reads it
         return _csv_rows_slowly(_text(data, charset), (), n_features)
     if len(data) <= SMALL_CSV_BYTES:
@@ -270,15 +242,11 @@ def decode_csv(data: bytes, charset: str = "utf-8", n_features: int | None = Non
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError, LookupError, pd.errors.EmptyDataError):
         return _csv_rows_slowly(_text(data, charset), (), n_features)
     array = frame.to_numpy()
-    if not _every_line_a_row(data, array):
+    # pandas pads a short row (or a blank line) with NaN; the comma count shows whether any row was
+    # short, and the line count that every line is a row.
+    if data.count(b",") != (array.shape[1] - 1) * array.shape[0] or len(array) != _line_count(data):
         return _csv_rows_slowly(_text(data, charset), (), n_features)
     return array
-
-
-def _every_line_a_row(data: bytes, array: np.ndarray) -> bool:
-    """Whether a reader that pads a short row (or a blank line) with NaN padded none: the comma
-    count shows whether any row was short, and the line count that every line is a row."""
-    return data.count(b",") == (array.shape[1] - 1) * array.shape[0] and len(array) == _line_count(data)
 
 
 def _line_count(data: bytes) -> int:

@@ -3,10 +3,9 @@ that names the row and column. Every line is a row: a blank line or a line of em
 of missing values. Whether text or infinity is acceptable is the model contract's call
 (`contract.conform`), so those cases run decode and conform together.
 
-Bodies over VECTORISED_CSV_BYTES of short plain decimals take a vectorised reader, bodies of plain
-numbers from ARROW_CSV_BYTES on pyarrow's CSV reader; other bodies up to SMALL_CSV_BYTES a
-pure-Python path, larger ones pandas' parser. Each case runs through a small, a large and a huge
-body (`size`), and they must agree.
+Bodies over VECTORISED_CSV_BYTES of short plain decimals take a vectorised reader; other bodies up
+to SMALL_CSV_BYTES a pure-Python path, larger ones pandas' parser. Each case runs through a small
+and a large body (`size`), and the two must agree.
 """
 
 from __future__ import annotations
@@ -17,24 +16,22 @@ import pytest
 from sagemaker_byo.contract import Column, InputContract, conform
 from sagemaker_byo.errors import BadRequest, UnsupportedMediaType
 from sagemaker_byo.serving import decoders
-from sagemaker_byo.serving.decoders import ARROW_CSV_BYTES, SMALL_CSV_BYTES, decode, decode_csv
+from sagemaker_byo.serving.decoders import SMALL_CSV_BYTES, decode, decode_csv
 
-SIZES = ["small", "large", "huge"]
+SIZES = ["small", "large"]
 NAN = np.nan
 
 
 def sized(body: bytes, size: str) -> tuple[bytes, int]:
-    """The body, or the body repeated past SMALL_CSV_BYTES (large) or ARROW_CSV_BYTES (huge); and
-    how many times it was repeated."""
+    """The body, or the body repeated past SMALL_CSV_BYTES; and how many times it was repeated."""
     if size == "small":
         assert len(body) <= SMALL_CSV_BYTES
         return body, 1
     if not body.endswith((b"\n", b"\r")):
         body += b"\n"
-    past = SMALL_CSV_BYTES if size == "large" else ARROW_CSV_BYTES
-    times = past // len(body) + 2
+    times = SMALL_CSV_BYTES // len(body) + 2
     large = body * times
-    assert len(large) > past
+    assert len(large) > SMALL_CSV_BYTES
     return large, times
 
 
@@ -407,9 +404,9 @@ def test_a_text_only_model_gets_numbers_as_text_and_a_line_of_spaces_as_blank():
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_huge_bodies_of_any_plain_numbers_read_exactly_as_float_reads_each_cell(seed):
-    """pyarrow's reader, past ARROW_CSV_BYTES: long decimals, exponents, signs, spaces around a
-    number, empty cells, every float bit for bit (and the sign of zero) as float() reads it."""
+def test_large_bodies_of_any_plain_numbers_read_exactly_as_float_reads_each_cell(seed):
+    """Long decimals, exponents, signs, spaces around a number, empty cells (the readers past the
+    vectorised one): every float bit for bit, and the sign of zero, as float() reads it."""
     rng = np.random.default_rng(seed)
     width = int(rng.integers(1, 9))
     rows = int(rng.integers(20_000, 30_000)) // width
@@ -419,7 +416,7 @@ def test_huge_bodies_of_any_plain_numbers_read_exactly_as_float_reads_each_cell(
     cells = [[forms[int(k)](v) for k, v in zip(rng.integers(0, len(forms), width), row, strict=True)]
              for row in values.tolist()]
     body = ("\n".join(",".join(row) for row in cells) + "\n").encode()
-    assert len(body) >= ARROW_CSV_BYTES
+    assert len(body) > SMALL_CSV_BYTES
     expected = np.array([[float(c) if c.strip() else np.nan for c in row] for row in cells])
     decoded = decode_csv(body)
     assert decoded.dtype == np.float64
