@@ -25,7 +25,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from ..errors import BadRequest, UnsupportedMediaType, quoted
+from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, quoted
 from . import media
 
 # Below this size the pure-Python path beats pandas' C parser (whose fixed cost is ~100 us).
@@ -473,10 +473,15 @@ def _pandas_index_columns(schema) -> set[str]:
     return {name for name in described if isinstance(name, str)} if isinstance(described, list) else set()
 
 
-def decode_parquet(data: bytes, charset: str = "utf-8", n_features: int | None = None) -> pd.DataFrame:
+def decode_parquet(data: bytes, charset: str = "utf-8", n_features: int | None = None,
+                   payload_limit: int | None = None) -> pd.DataFrame:
     """A Parquet file: a row per row, its columns named features (a DataFrame, as JSON records are).
     Numbers, text, booleans, nullable integers and categories are read; nulls are missing values.
-    A pandas index stored as a column is not a feature, as pandas.read_parquet leaves it out."""
+    A pandas index stored as a column is not a feature, as pandas.read_parquet leaves it out.
+
+    Given the server's `payload_limit` (bytes), a file of more values (rows x columns) than a CSV
+    body of that size holds ("0," each) is a 413 before anything is unpacked: a few KB of
+    Parquet can describe a billion equal values, gigabytes once read."""
     import pyarrow as pa  # here, not at the top: only a Parquet body pays for loading it
     import pyarrow.parquet as pq
 
@@ -485,7 +490,15 @@ def decode_parquet(data: bytes, charset: str = "utf-8", n_features: int | None =
     try:
         # ParquetFile rather than read_table: the dataset reader refuses a column named twice, where
         # conform names it instead
-        table = pq.ParquetFile(pa.BufferReader(data)).read()
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        rows, width = parquet.metadata.num_rows, parquet.metadata.num_columns
+        if payload_limit is not None and rows * width > payload_limit // 2:
+            raise PayloadTooLarge(
+                f"the Parquet body holds {rows:,} rows of {width} columns, more values than a body of the "
+                f"{payload_limit // 2**20} MB limit holds as CSV ({payload_limit // 2:,}); send fewer rows")
+        table = parquet.read()
+    except PayloadTooLarge:
+        raise
     except Exception as error:  # noqa: BLE001 - pyarrow raises several types for a damaged file: all the body's
         reason = " ".join(str(error).split()) or type(error).__name__
         raise BadRequest(f"the body is not a valid Parquet file ({reason[:200]})") from None
@@ -515,9 +528,10 @@ DECODERS: dict[str, Callable[[bytes, str, int | None], np.ndarray | pd.DataFrame
 
 
 def decode(data: bytes, content_type: str | None, n_features: int | None = None,
-           text_columns: Collection[int] = ()) -> np.ndarray | pd.DataFrame:
+           text_columns: Collection[int] = (), payload_limit: int | None = None) -> np.ndarray | pd.DataFrame:
     """The body as rows, by its Content-Type (missing means text/csv). `n_features` and
-    `text_columns` (positions) are what the model's contract knows of its columns, if anything."""
+    `text_columns` (positions) are what the model's contract knows of its columns, if anything;
+    `payload_limit` (bytes) bounds what a Parquet body may unpack to (`decode_parquet`)."""
     media_type, params = media.parse(content_type or "text/csv")
     decoder = DECODERS.get(media_type)
     if decoder is None:
@@ -529,4 +543,6 @@ def decode(data: bytes, content_type: str | None, n_features: int | None = None,
         data = data[len(codecs.BOM_UTF8):]  # a byte-order mark, as some editors write: not a cell
     if text_columns and media_type == "text/csv":  # only CSV cannot tell "007" from 7
         return decode_csv(data, charset, n_features, text_columns)
+    if payload_limit is not None and decoder is decode_parquet:  # only Parquet unpacks to more than it sends
+        return decode_parquet(data, charset, n_features, payload_limit)
     return decoder(data, charset, n_features)

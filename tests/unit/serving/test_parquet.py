@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from sagemaker_byo.contract import Column, InputContract, conform
-from sagemaker_byo.errors import BadRequest
+from sagemaker_byo.errors import BadRequest, PayloadTooLarge
 from sagemaker_byo.serving.decoders import DECODERS, decode, decode_parquet
 from support import IRIS_FEATURES
 
@@ -146,6 +146,24 @@ def test_a_parquet_body_without_rows_or_columns_is_a_400(table, message):
         decode(parquet_of(table), PARQUET)
 
 
+MB = 2**20
+# A million equal values: a few KB of Parquet, 8 MB once read; a 1 MB body holds 524,288 as CSV ("0,")
+ZEROS = parquet_of(pa.table({"x": np.zeros(1_000_000)}), compression="zstd")
+
+
+def test_a_parquet_body_of_more_values_than_the_payload_limit_holds_as_csv_is_a_413():
+    assert len(ZEROS) < 64 * 1024
+    with pytest.raises(PayloadTooLarge) as raised:
+        decode(ZEROS, PARQUET, payload_limit=MB)
+    assert raised.value.status == 413
+    assert raised.value.message == ("the Parquet body holds 1,000,000 rows of 1 columns, more values than a body "
+                                    "of the 1 MB limit holds as CSV (524,288); send fewer rows")
+
+
+def test_the_same_parquet_body_within_the_payload_limit_is_read():
+    assert len(decode(ZEROS, PARQUET, payload_limit=2 * MB)) == 1_000_000
+
+
 def test_a_feature_named_twice_is_refused_by_name_when_conformed():
     table = pa.Table.from_arrays([pa.array([1.0]), pa.array([2.0])], names=["x", "x"])
     contract = InputContract((Column("x", False, True),), frame=True, accepts_infinite=True, measured=True)
@@ -157,10 +175,10 @@ def test_a_feature_named_twice_is_refused_by_name_when_conformed():
 
 @pytest.fixture
 def serve_model(make_client, make_hooks, make_config, predictor):
-    def build(model):
+    def build(model, **config):
         hooks = make_hooks(model, input_fn=predictor.input_fn, predict_fn=predictor.predict_fn,
                            output_fn=predictor.output_fn)
-        return make_client(hooks, make_config())
+        return make_client(hooks, make_config(**config))
 
     return build
 
@@ -218,3 +236,12 @@ def test_a_damaged_parquet_body_is_a_400_without_a_traceback(serve_model, iris_p
     assert response.status_code == 400
     text = response.get_data(as_text=True)
     assert "Parquet" in text and "Traceback" not in text and text.count("\n") == 1
+
+
+def test_a_parquet_body_that_unpacks_past_the_servers_payload_limit_is_a_413(serve_model, iris_pipeline):
+    body = parquet_of(pa.table({name: np.zeros(300_000) for name in NAMES}), compression="zstd")
+    response = post(serve_model(iris_pipeline, max_payload_mb=1), body)
+    assert response.status_code == 413
+    assert response.get_data(as_text=True) == (
+        "the Parquet body holds 300,000 rows of 4 columns, more values than a body of the 1 MB limit holds "
+        "as CSV (524,288); send fewer rows\n")
