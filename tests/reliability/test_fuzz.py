@@ -255,7 +255,8 @@ def parquet_bodies(draw) -> bytes:
 
     rows = draw(st.integers(0, 6))
     cell = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8))
-    names = draw(st.lists(st.sampled_from(PARQUET_NAMES), min_size=0, max_size=6))
+    names = draw(st.one_of(st.permutations(PARQUET_NAMES[:4]),  # the model's columns, in any order
+                           st.lists(st.sampled_from(PARQUET_NAMES), min_size=0, max_size=6)))
     kinds = [draw(st.sampled_from(PARQUET_KINDS[:6] * 3 + PARQUET_KINDS)) for _ in names]  # mostly readable
     table = pa.Table.from_arrays(
         [parquet_column(kind, draw(st.lists(cell, min_size=rows, max_size=rows))) for kind in kinds], names=names)
