@@ -473,6 +473,11 @@ def _pandas_index_columns(schema) -> set[str]:
     return {name for name in described if isinstance(name, str)} if isinstance(described, list) else set()
 
 
+def _damaged(error: Exception) -> BadRequest:
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return BadRequest(f"the body is not a valid Parquet file ({reason[:200]})")
+
+
 def decode_parquet(data: bytes, charset: str = "utf-8", n_features: int | None = None,
                    payload_limit: int | None = None) -> pd.DataFrame:
     """A Parquet file: a row per row, its columns named features (a DataFrame, as JSON records are).
@@ -500,16 +505,20 @@ def decode_parquet(data: bytes, charset: str = "utf-8", n_features: int | None =
     except PayloadTooLarge:
         raise
     except Exception as error:  # noqa: BLE001 - pyarrow raises several types for a damaged file: all the body's
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise BadRequest(f"the body is not a valid Parquet file ({reason[:200]})") from None
+        raise _damaged(error) from None
     index = _pandas_index_columns(table.schema)
     names = [name for name in table.column_names if name not in index]
     if not names:
         raise BadRequest("the Parquet body holds no columns")
     if not table.num_rows:
         raise BadRequest("the Parquet body holds no rows")
-    columns = [_parquet_column(name, table.column(position))
-               for position, name in enumerate(table.column_names) if name not in index]
+    try:
+        columns = [_parquet_column(name, table.column(position))
+                   for position, name in enumerate(table.column_names) if name not in index]
+    except BadRequest:
+        raise
+    except Exception as error:  # noqa: BLE001 - damaged values (text that is not UTF-8, say): the body's
+        raise _damaged(error) from None
     # by position, then named: a name given twice stays twice, and conform refuses it by name
     frame = pd.DataFrame(dict(enumerate(columns)), index=range(table.num_rows))
     frame.columns = names

@@ -137,6 +137,14 @@ def test_a_body_that_is_not_parquet_is_a_400_with_a_short_reason(body, message):
     assert len(raised.value.message) < 300 and "\n" not in raised.value.message
 
 
+def test_a_text_column_that_is_not_utf8_is_a_400_not_a_server_error():
+    offsets = pa.py_buffer(np.array([0, 2, 4], np.int32).tobytes())
+    column = pa.Array.from_buffers(pa.string(), 2, [None, offsets, pa.py_buffer(b"\xff\xfeok")])  # unchecked
+    with pytest.raises(BadRequest) as raised:
+        decode(parquet_of(pa.table({"x": column})), PARQUET)
+    assert raised.value.message.startswith("the body is not a valid Parquet file (")
+
+
 @pytest.mark.parametrize(("table", "message"), [
     (pa.table({"x": pa.array([], pa.float64())}), "the Parquet body holds no rows"),
     (pa.table({}), "the Parquet body holds no columns"),
