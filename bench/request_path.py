@@ -58,13 +58,25 @@ def stages(model, plain, served, body: bytes) -> None:
 
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as arrow_csv
+    import pyarrow.parquet as pq
 
     from sagemaker_byo import contract
     from sagemaker_byo.serving import decoders, encoders
 
+    no_header = arrow_csv.ReadOptions(autogenerate_column_names=True, use_threads=False)
+    buffer = io.BytesIO()  # the same rows as a Parquet body
+    columns = decoders.decode_csv(body).T
+    pq.write_table(pa.Table.from_arrays(list(columns), names=[f"f{j}" for j in range(len(columns))]), buffer)
+    parquet = buffer.getvalue()
     parts = {
+        "read CSV, decode_csv": lambda: decoders.decode_csv(body),
         "read CSV, vectorised reader": lambda: decoders._short_decimals(body),
         "read CSV, pandas.read_csv": lambda: pd.read_csv(io.BytesIO(body), header=None, dtype=np.float64),
+        # tried for issue 22: with the workers' allocator settings no faster than the readers above
+        "read CSV, pyarrow.csv": lambda: arrow_csv.read_csv(pa.BufferReader(body), read_options=no_header),
+        "read the rows as Parquet": lambda: decoders.decode(parquet, "application/x-parquet"),
     }
     rows = decoders.decode_csv(body)
     as_float64 = dataclasses.replace(served, dtype="float64")

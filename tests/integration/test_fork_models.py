@@ -3,9 +3,10 @@
 text pipeline, and a non-scikit-learn object with `predict`, each with the input contract that
 training writes to model.json and, as a model trained elsewhere, with none (measured at load).
 
-The property: for random requests in every content type, the server answers exactly what the
-model's own `predict` answers on the same rows, or a 400 where `predict` raises on them; never a
-500, never a 200 that `predict` would not give. And every row gets one answer, in order.
+The property: for random requests in every content type (Parquet included, its columns named as
+the model knows them), the server answers exactly what the model's own `predict` answers on the
+same rows, or a 400 where `predict` raises on them; never a 500, never a 200 that `predict` would
+not give. And every row gets one answer, in order.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from sagemaker_byo import contract
@@ -130,6 +133,20 @@ def csv_cell(value) -> str:
     return value
 
 
+def names(kind: str) -> list[str]:
+    """The columns as the model knows them (header-less CSV: column 1 was the target)."""
+    return ["review"] if kind == "text" else [f"column_{j + 2}" for j in range(fixture_models.WIDTH)]
+
+
+def parquet_body(rows: list[list], kind: str, row_group_size: int | None = None) -> bytes:
+    """The rows as a Parquet file, a typed column per feature; None is a null."""
+    kind_of_column = pa.string() if kind == "text" else pa.float64()
+    table = pa.table({name: pa.array([row[j] for row in rows], kind_of_column) for j, name in enumerate(names(kind))})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, row_group_size=row_group_size)
+    return buffer.getvalue()
+
+
 def bodies(rows: list[list], kind: str) -> dict[str, bytes]:
     def json_value(v):
         return None if v is None or (isinstance(v, float) and not np.isfinite(v)) else v
@@ -146,6 +163,7 @@ def bodies(rows: list[list], kind: str) -> dict[str, bytes]:
         buffer = io.BytesIO()
         np.save(buffer, np.array(as_nan(rows), dtype=np.float64))
         out["application/x-npy"] = buffer.getvalue()
+    out["application/x-parquet"] = parquet_body(rows, kind)
     return out
 
 
@@ -209,3 +227,14 @@ def test_100000_rows_with_a_blank_line_are_refused_naming_it_by_a_model_that_nee
         response = server.invoke(data, content_type)
         assert response.status_code == 400, response.text[:300]
         assert response.text.startswith(f"row {positions[0] + 1}, column 1 is missing"), response.text
+
+
+def test_a_parquet_file_of_10000_rows_in_several_row_groups_gets_one_answer_each_in_order(tree_server):
+    """As a batch transform with SplitType=None sends a Parquet file: one body, a row per row."""
+    model, server = tree_server
+    rows = np.random.default_rng(9).normal(3.0, 1.5, size=(10_000, fixture_models.WIDTH)).round(2).tolist()
+    rows[17] = [None] * fixture_models.WIDTH  # nulls: missing values, which the tree takes
+    response = server.invoke(parquet_body(rows, "tree", row_group_size=1000), "application/x-parquet",
+                             Accept="text/csv")
+    assert response.status_code == 200, response.text[:300]
+    assert response.text.splitlines() == [str(v) for v in model.predict(np.array(as_nan(rows), dtype=np.float64))]

@@ -55,7 +55,7 @@ def _as_bytes(value) -> bytes:
 
 # The description's request types that schemathesis has no serializer for: send the generated
 # value as it is (text as UTF-8), so the server sees what a client of that type would send.
-for _media_type in ("text/csv", "application/jsonlines", "application/x-npy"):
+for _media_type in ("text/csv", "application/jsonlines", "application/x-npy", "application/x-parquet"):
     schemathesis.serializer(_media_type)(lambda _ctx, value: _as_bytes(value))
 
 
@@ -116,6 +116,19 @@ def npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def parquet(columns: dict) -> bytes:
+    """A Parquet file of these columns (the fixture model's are column_2 ... column_5)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    return buffer.getvalue()
+
+
+IRIS_COLUMNS = {"column_2": [5.1, 6.7], "column_3": [3.5, 3.0], "column_4": [1.4, 5.2], "column_5": [0.2, 2.3]}
+
+
 # -- the description itself ------------------------------------------------------------------
 
 def test_the_description_is_openapi_3_with_the_four_routes(spec: dict, api_schema):
@@ -133,7 +146,8 @@ def test_the_description_documents_every_status_of_the_serving_page(spec: dict):
     assert invocations["200"] == {"text/csv", "application/json", "application/jsonlines"}
     assert all(types == {"text/plain"} for status, types in invocations.items() if status != "200")
     request_types = set(spec["paths"]["/invocations"]["post"]["requestBody"]["content"])
-    assert request_types == {"text/csv", "application/json", "application/jsonlines", "application/x-npy"}
+    assert request_types == {"text/csv", "application/json", "application/jsonlines", "application/x-npy",
+                             "application/x-parquet"}
     assert documented(spec, "/ping", "get") == {"200": set(), "503": {"text/plain"}}
     multi_model = yaml.safe_load(MULTI_MODEL_SPEC.read_text())
     for status, what in re.findall(r"^\| (\d{3}) \| ([^|]*)\|", (REPO / "docs/serving.md").read_text(), re.MULTILINE):
@@ -198,6 +212,7 @@ BODIES = {
     "application/json": json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}).encode(),
     "application/jsonlines": b"[5.1, 3.5, 1.4, 0.2]\n[6.7, 3.0, 5.2, 2.3]\n",
     "application/x-npy": npy(np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])),
+    "application/x-parquet": parquet(IRIS_COLUMNS),
 }
 
 
@@ -231,6 +246,9 @@ ERRORS = {
     "malformed": (400, b"5.1,abc\n", "text/csv", {}),
     "bad_custom_attribute": (400, ROW.encode(), "text/csv", {"X-Amzn-SageMaker-Custom-Attributes": "output=x"}),
     "object_npy": (400, npy(np.array([[1, "a", None, 2]], dtype=object)), "application/x-npy", {}),
+    "not_parquet": (400, ROW.encode(), "application/x-parquet", {}),
+    "parquet_timestamps": (400, parquet({**IRIS_COLUMNS, "column_5": np.array([1, 2], "datetime64[s]")}),
+                           "application/x-parquet", {}),
     "unacceptable": (406, ROW.encode(), "text/csv", {"Accept": "application/xml"}),
     "too_large": (413, (ROW + "\n").encode() * (6 * 1024 * 1024 // 16 + 1), "text/csv", {}),
     "unsupported": (415, ROW.encode(), "application/xml", {}),

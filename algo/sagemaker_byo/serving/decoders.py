@@ -1,7 +1,7 @@
 """Request bodies to model input. One function per media type; `DECODERS` maps one to the other.
 
 Every decoder returns a 2-D array (rows x features: float64, or object where some cells are text),
-or a DataFrame when the body names its features, and raises `BadRequest` with a short message
+or a DataFrame when the body names its features (JSON records, Parquet), and raises `BadRequest` with a short message
 naming the row and column for anything malformed. Empty cells and JSON nulls are missing values
 (NaN). Every line of a CSV or JSON Lines body is a row, in order: a blank line, or a line of
 empty cells, is a row of missing values, never dropped; only a final newline makes no row.
@@ -25,7 +25,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from ..errors import BadRequest, UnsupportedMediaType, quoted
+from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, quoted
 from . import media
 
 # Below this size the pure-Python path beats pandas' C parser (whose fixed cost is ~100 us).
@@ -432,6 +432,99 @@ def decode_npy(data: bytes, charset: str = "utf-8", n_features: int | None = Non
     return array.astype(np.float64)
 
 
+_PARQUET_MAGIC = b"PAR1"  # a Parquet file starts and ends with it
+
+
+def _parquet_column(name: str, column) -> np.ndarray:
+    """One Parquet column as a float64 array (numbers, booleans as 1 and 0, nulls as NaN) or an
+    object array of text (strings and categories; nulls as NaN); any other type is a 400 naming it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    value_kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+    text = pa.types.is_string(value_kind) or pa.types.is_large_string(value_kind) or pa.types.is_string_view(value_kind)
+    number = (pa.types.is_integer(value_kind) or pa.types.is_floating(value_kind) or pa.types.is_decimal(value_kind)
+              or pa.types.is_boolean(value_kind) or pa.types.is_null(value_kind))
+    if not (text or number):
+        raise BadRequest(f"Parquet column {quoted(name)} is of type {kind}, which a model cannot take; "
+                         f"send numbers, text, booleans or categories")
+    if pa.types.is_dictionary(kind):  # a category: its values, each decoded once
+        return _missing_as_nan(column.to_pandas().astype(object))
+    if text:
+        return _missing_as_nan(column.to_numpy(zero_copy_only=False))
+    # as float() reads a number: a large integer or a decimal rounds to the nearest float
+    return pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+
+
+def _missing_as_nan(values) -> np.ndarray:
+    values = np.array(values, dtype=object)  # a copy: pyarrow's arrays are read-only
+    values[pd.isna(values)] = np.nan
+    return values
+
+
+def _pandas_index_columns(schema) -> set[str]:
+    """The columns in which pandas stored a DataFrame's index (a range index is stored as a
+    description instead); nothing where the file's pandas metadata is absent or unreadable."""
+    try:
+        described = (schema.pandas_metadata or {}).get("index_columns", [])
+    except (ValueError, AttributeError):  # not JSON, or not an object: metadata the file does not need
+        return set()
+    return {name for name in described if isinstance(name, str)} if isinstance(described, list) else set()
+
+
+def _damaged(error: Exception) -> BadRequest:
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return BadRequest(f"the body is not a valid Parquet file ({reason[:200]})")
+
+
+def decode_parquet(data: bytes, charset: str = "utf-8", n_features: int | None = None,
+                   payload_limit: int | None = None) -> pd.DataFrame:
+    """A Parquet file: a row per row, its columns named features (a DataFrame, as JSON records are).
+    Numbers, text, booleans, nullable integers and categories are read; nulls are missing values.
+    A pandas index stored as a column is not a feature, as pandas.read_parquet leaves it out.
+
+    Given the server's `payload_limit` (bytes), a file of more values (rows x columns) than a CSV
+    body of that size holds ("0," each) is a 413 before anything is unpacked: a few KB of
+    Parquet can describe a billion equal values, gigabytes once read."""
+    import pyarrow as pa  # here, not at the top: only a Parquet body pays for loading it
+    import pyarrow.parquet as pq
+
+    if len(data) < 12 or not (data.startswith(_PARQUET_MAGIC) and data.endswith(_PARQUET_MAGIC)):
+        raise BadRequest("the body is not a Parquet file (it must start and end with 'PAR1')")
+    try:
+        # ParquetFile rather than read_table: the dataset reader refuses a column named twice, where
+        # conform names it instead
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        rows, width = parquet.metadata.num_rows, parquet.metadata.num_columns
+        if payload_limit is not None and rows * width > payload_limit // 2:
+            raise PayloadTooLarge(
+                f"the Parquet body holds {rows:,} rows of {width} columns, more values than a body of the "
+                f"{payload_limit // 2**20} MB limit holds as CSV ({payload_limit // 2:,}); send fewer rows")
+        table = parquet.read()
+    except PayloadTooLarge:
+        raise
+    except Exception as error:  # noqa: BLE001 - pyarrow raises several types for a damaged file: all the body's
+        raise _damaged(error) from None
+    index = _pandas_index_columns(table.schema)
+    names = [name for name in table.column_names if name not in index]
+    if not names:
+        raise BadRequest("the Parquet body holds no columns")
+    if not table.num_rows:
+        raise BadRequest("the Parquet body holds no rows")
+    try:
+        columns = [_parquet_column(name, table.column(position))
+                   for position, name in enumerate(table.column_names) if name not in index]
+    except BadRequest:
+        raise
+    except Exception as error:  # noqa: BLE001 - damaged values (text that is not UTF-8, say): the body's
+        raise _damaged(error) from None
+    # by position, then named: a name given twice stays twice, and conform refuses it by name
+    frame = pd.DataFrame(dict(enumerate(columns)), index=range(table.num_rows))
+    frame.columns = names
+    return frame
+
+
 # Each takes the body, its charset and the model's feature count (None where unknown).
 DECODERS: dict[str, Callable[[bytes, str, int | None], np.ndarray | pd.DataFrame]] = {
     "text/csv": decode_csv,
@@ -439,13 +532,15 @@ DECODERS: dict[str, Callable[[bytes, str, int | None], np.ndarray | pd.DataFrame
     "application/jsonlines": decode_jsonlines,
     "application/x-jsonlines": decode_jsonlines,
     "application/x-npy": decode_npy,
+    "application/x-parquet": decode_parquet,
 }
 
 
 def decode(data: bytes, content_type: str | None, n_features: int | None = None,
-           text_columns: Collection[int] = ()) -> np.ndarray | pd.DataFrame:
+           text_columns: Collection[int] = (), payload_limit: int | None = None) -> np.ndarray | pd.DataFrame:
     """The body as rows, by its Content-Type (missing means text/csv). `n_features` and
-    `text_columns` (positions) are what the model's contract knows of its columns, if anything."""
+    `text_columns` (positions) are what the model's contract knows of its columns, if anything;
+    `payload_limit` (bytes) bounds what a Parquet body may unpack to (`decode_parquet`)."""
     media_type, params = media.parse(content_type or "text/csv")
     decoder = DECODERS.get(media_type)
     if decoder is None:
@@ -457,4 +552,6 @@ def decode(data: bytes, content_type: str | None, n_features: int | None = None,
         data = data[len(codecs.BOM_UTF8):]  # a byte-order mark, as some editors write: not a cell
     if text_columns and media_type == "text/csv":  # only CSV cannot tell "007" from 7
         return decode_csv(data, charset, n_features, text_columns)
+    if payload_limit is not None and decoder is decode_parquet:  # only Parquet unpacks to more than it sends
+        return decode_parquet(data, charset, n_features, payload_limit)
     return decoder(data, charset, n_features)

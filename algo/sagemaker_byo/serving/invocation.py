@@ -35,6 +35,9 @@ class Invocation:
     # SageMaker's X-Amzn-SageMaker-Inference-Id, or the request id nginx gave a request without
     # one; None outside a request (an app built alone). The server's log lines carry it too.
     inference_id: str | None = None
+    # The server's body limit in bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB), which also bounds what a
+    # compressed body (Parquet) may unpack to; None outside a request.
+    payload_limit: int | None = None
 
     @property
     def wants_probabilities(self) -> bool:
@@ -44,7 +47,8 @@ class Invocation:
     def decode(self, body: bytes, content_type: str) -> Any:
         """The body as rows (`decoders.decode`), told what the contract knows of the model's
         columns: how many, and which hold text (a CSV cell "007" stays text there)."""
-        return decoders.decode(body, content_type, self.contract.n_features, self.contract.text_positions)
+        return decoders.decode(body, content_type, self.contract.n_features, self.contract.text_positions,
+                               payload_limit=self.payload_limit)
 
     def conform(self, rows: Any) -> Any:
         """Decoded rows checked against the model's contract and shaped as the model takes them

@@ -139,7 +139,7 @@ def begin(hooks: Hooks, loaded: LoadedModel, content_type: str | None, accept: s
     attributes = invocations.custom_attributes(custom_attributes)
     return Invocation(content_type or "text/csv", answer_type, attributes,
                       invocations.requested_output(attributes, config.inference_output), loaded.contract,
-                      inference_id=inference_id)
+                      inference_id=inference_id, payload_limit=config.max_payload_bytes)
 
 
 def answer(hooks: Hooks, loaded: LoadedModel, body: bytes, invocation: Invocation) -> tuple[bytes, int | None]:

@@ -31,7 +31,8 @@ from sagemaker_byo.serving.pipeline import LoadedModel, input_contract, invoke, 
 
 MB = 1024 * 1024
 ANSWERS = "text/csv, application/json, application/jsonlines"  # what encoders.ENCODERS writes
-READS = "text/csv, application/json, application/jsonlines, application/x-jsonlines, application/x-npy"
+READS = ("text/csv, application/json, application/jsonlines, application/x-jsonlines, application/x-npy, "
+         "application/x-parquet")
 
 
 def loaded(model) -> LoadedModel:

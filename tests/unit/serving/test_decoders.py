@@ -401,3 +401,23 @@ def test_a_text_only_model_gets_numbers_as_text_and_a_line_of_spaces_as_blank():
     rows = decode(b"1.50\n   \n\nlovely lamp\n", "text/csv", 1, text_columns=(0,))
     assert rows[0, 0] == "1.50" and rows[1, 0] != rows[1, 0] and rows[2, 0] != rows[2, 0]
     assert rows[3, 0] == "lovely lamp" and len(rows) == 4
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_large_bodies_of_any_plain_numbers_read_exactly_as_float_reads_each_cell(seed):
+    """Long decimals, exponents, signs, spaces around a number, empty cells (the readers past the
+    vectorised one): every float bit for bit, and the sign of zero, as float() reads it."""
+    rng = np.random.default_rng(seed)
+    width = int(rng.integers(1, 9))
+    rows = int(rng.integers(20_000, 30_000)) // width
+    values = rng.normal(scale=10.0 ** rng.integers(-30, 30, size=(rows, width)))
+    forms = [repr, lambda v: f"{v:.3e}", lambda v: f"{v:+.17g}", lambda v: f" {v:g} ", lambda v: f"{v:.0f}",
+             lambda v: "", lambda v: "-0", lambda v: f"{v:E}"]
+    cells = [[forms[int(k)](v) for k, v in zip(rng.integers(0, len(forms), width), row, strict=True)]
+             for row in values.tolist()]
+    body = ("\n".join(",".join(row) for row in cells) + "\n").encode()
+    assert len(body) > SMALL_CSV_BYTES
+    expected = np.array([[float(c) if c.strip() else np.nan for c in row] for row in cells])
+    decoded = decode_csv(body)
+    assert decoded.dtype == np.float64
+    assert decoded.shape == expected.shape and np.array_equal(decoded.view(np.int64), expected.view(np.int64))

@@ -52,6 +52,12 @@ def npy_header_only(shape: tuple[int, ...]) -> bytes:
     return buffer.getvalue() + bytes(8)
 
 
+def parquet_of(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    return buffer.getvalue()
+
+
 def json_of(value) -> bytes:
     return json.dumps(value).encode()
 
@@ -171,7 +177,7 @@ def test_json_charset_parameter_is_used_to_read_the_body():
 
 def test_decoders_table_maps_every_supported_type():
     assert set(DECODERS) == {"text/csv", "application/json", "application/jsonlines",
-                             "application/x-jsonlines", "application/x-npy"}
+                             "application/x-jsonlines", "application/x-npy", "application/x-parquet"}
 
 
 # -- decoders: everything malformed is a short 400 ---------------------------------------------
@@ -887,6 +893,9 @@ NAMED_FORMATS = {
         [dict(zip(NAMES, r, strict=True)) for r in rows.tolist()])),
     "json lines of records": ("application/jsonlines", lambda rows: lines_of(
         dict(zip(NAMES, r, strict=True)) for r in rows.tolist())),
+    "parquet": ("application/x-parquet", lambda rows: parquet_of(pd.DataFrame(rows, columns=NAMES))),
+    "parquet, columns reversed": ("application/x-parquet",
+                                  lambda rows: parquet_of(pd.DataFrame(rows[:, ::-1], columns=NAMES[::-1]))),
 }
 CASES = [("iris_model", name) for name in FORMATS] + \
         [("iris_pipeline", name) for name in {**FORMATS, **NAMED_FORMATS}]
