@@ -57,9 +57,10 @@ if [ "$multi_arch" = 1 ]; then
     die "--multi-arch (MULTI_ARCH=1) needs docker buildx, which this Docker does not have; install the buildx plugin (https://docs.docker.com/build/buildx/) or build one platform with --platform"
 fi
 
-# The base as the build will use it: its digest, for the labels. A base named by digest is that
-# digest; else the digest its own registry gave it (RepoDigests, under the base's repository),
-# else, for a base no registry has served (built locally), its image id.
+# The base's digest, for the labels: the one in its name when it is named by digest; else the one
+# its registry gave the local copy (RepoDigests, under the base's repository), and the build then
+# names the base by that digest, so what is recorded is what is built on, by docker build or by
+# buildx alike; else, for a base no registry has served (built locally), its image id.
 if ! docker image inspect "$base" >/dev/null 2>&1; then
   docker pull --platform "$platform" "$base" >/dev/null ||
     die "the base image $base is not here and could not be pulled (--base, BASE)"
@@ -69,6 +70,7 @@ familiar() { # Docker Hub's names as Docker shows them: docker.io/library/debian
   echo "${name#library/}"
 }
 base_digest=""
+build_base="$base"
 case "$base" in
   *@sha256:*) base_digest="${base##*@}" ;;
   *)
@@ -78,12 +80,13 @@ case "$base" in
     while read -r repo_digest; do
       if [ -n "$repo_digest" ] && [ "$(familiar "${repo_digest%@*}")" = "$base_repository" ]; then
         base_digest="${repo_digest##*@}"
+        build_base="$repo_digest"
       fi
     done < <(docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$base")
     ;;
 esac
 [ -n "$base_digest" ] || base_digest="$(docker image inspect --format '{{.Id}}' "$base")"
-build_args=(--build-arg "BASE=$base"
+build_args=(--build-arg "BASE=$build_base"
   --label "org.opencontainers.image.base.name=$base"
   --label "org.opencontainers.image.base.digest=$base_digest")
 

@@ -251,30 +251,56 @@ def test_pushed_image_is_labelled_with_its_base_and_its_commit(pushed):
     assert labels["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
 
 
-def test_a_base_pinned_by_digest_is_built_on_and_recorded(pushed, tmp_path):
-    """--base NAME@sha256:... (the base served by the local registry, as a pinned base is by its own)."""
-    assert pushed["result"].returncode == 0, pushed["result"].stderr[-3000:]
+@pytest.fixture(scope="module")
+def served_base(pushed):
+    """The base pushed to the local registry, as a registry serves a base: its tag and its digest.
+    The local base keeps no name or digest of this registry's afterwards (other tests read them)."""
     registry = pushed["registry"]
     served = f"{registry}/debian:bookworm-slim"
-    tag = f"test-{uuid.uuid4().hex[:8]}"
     docker("tag", "debian:bookworm-slim", served)
-    pinned = served
+    digest = ""
     try:
         docker("push", served, timeout=300)
-        pinned = f"{registry}/debian@{manifest_digest(registry, 'bookworm-slim', repository='debian')}"
-        result = run_script(["--base", pinned, REPOSITORY, tag], pushed["env"], timeout=900)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        labels = pushed_labels(registry, tag)
-        assert labels["org.opencontainers.image.base.name"] == pinned
-        assert labels["org.opencontainers.image.base.digest"] == pinned.rsplit("@", 1)[1]
-        # Built on that base: its layers are the image's first ones.
-        base_layers = docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", pinned).stdout
-        image_layers = docker("image", "inspect", "--format", "{{json .RootFS.Layers}}",
-                              f"{registry}/{REPOSITORY}:{tag}").stdout
-        assert json.loads(image_layers)[:len(json.loads(base_layers))] == json.loads(base_layers)
+        digest = manifest_digest(registry, "bookworm-slim", repository="debian")
+        yield served, digest
     finally:
-        # The base keeps no name or digest of this registry's: the other tests read its digests.
-        docker("rmi", f"{registry}/{REPOSITORY}:{tag}", served, pinned, check=False)
+        docker("rmi", served, *([f"{registry}/debian@{digest}"] if digest else []), check=False)
+
+
+def push_on_base(pushed, base: str) -> tuple[dict[str, str], list[str]]:
+    """build_and_push.sh --base BASE; the pushed image's labels and its layers."""
+    assert pushed["result"].returncode == 0, pushed["result"].stderr[-3000:]
+    tag = f"test-{uuid.uuid4().hex[:8]}"
+    name = f"{pushed['registry']}/{REPOSITORY}:{tag}"
+    try:
+        result = run_script(["--base", base, REPOSITORY, tag], pushed["env"], timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        layers = json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", name).stdout)
+        return pushed_labels(pushed["registry"], tag), layers
+    finally:
+        docker("rmi", name, check=False)
+
+
+def base_layers(name: str) -> list[str]:
+    return json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", name).stdout)
+
+
+def test_a_base_pinned_by_digest_is_built_on_and_recorded(pushed, served_base):
+    """--base NAME@sha256:...: the build takes the base by that digest, and the labels record it."""
+    served, digest = served_base
+    pinned = f"{served.rsplit(':', 1)[0]}@{digest}"
+    labels, layers = push_on_base(pushed, pinned)
+    assert labels["org.opencontainers.image.base.name"] == pinned
+    assert labels["org.opencontainers.image.base.digest"] == digest
+    assert layers[:len(base_layers(pinned))] == base_layers(pinned)
+
+
+def test_a_base_named_by_tag_is_recorded_with_the_digest_its_registry_gave_it(pushed, served_base):
+    served, digest = served_base
+    labels, layers = push_on_base(pushed, served)
+    assert labels["org.opencontainers.image.base.name"] == served
+    assert labels["org.opencontainers.image.base.digest"] == digest
+    assert layers[:len(base_layers(served))] == base_layers(served)
 
 
 def test_a_base_that_cannot_be_had_is_named_before_anything_is_created(tmp_path):
