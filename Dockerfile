@@ -4,21 +4,29 @@
 # reach the image (docs/performance.md and bench/results/image*.json: what takes the space, and
 # what this saves).
 
+# The base of both stages. A build that cannot change under you pins it by digest:
+# --build-arg BASE=debian:bookworm-slim@sha256:... (docs/deploying.md).
+ARG BASE=debian:bookworm-slim
+
 # -- build: the virtual environment, trimmed -------------------------------------------------
-FROM debian:bookworm-slim AS venv
+FROM ${BASE} AS venv
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv
 
-# Requirements before the code: a code change rebuilds in seconds.
+# Requirements before the code: a code change rebuilds in seconds. requirements.txt is the lock
+# `make lock` writes from requirements.in: every package pinned with the hashes of its files, so
+# pip refuses any file the index serves that is not one of them, and wheels only, so nothing is
+# built (no setup.py runs) at install time.
 COPY requirements.txt /tmp/requirements.txt
 # Test suites shipped inside the packages (pandas/tests alone is 46 MB with its bytecode)
 # are never imported by the server or by training; pip and setuptools are only needed here.
 # Bytecode is compiled once, here: without it every start compiles the libraries again
 # (PYTHONDONTWRITEBYTECODE below), several seconds on each start.
-RUN /opt/venv/bin/pip install --no-cache-dir --no-compile -r /tmp/requirements.txt \
+RUN /opt/venv/bin/pip install --no-cache-dir --no-compile --require-hashes --only-binary :all: \
+        -r /tmp/requirements.txt \
     && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools \
     && find /opt/venv/lib -depth -type d \( -name tests -o -name test \) -exec rm -rf {} + \
     && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib
@@ -47,7 +55,7 @@ RUN rm libarrow_flight.so.* libarrow_python_flight.so* _flight.cpython-*.so \
     && find . \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \) -delete
 
 # -- the image ---------------------------------------------------------------------------------
-FROM debian:bookworm-slim
+FROM ${BASE}
 
 # Debian's Python and nginx (libgomp1: LightGBM's OpenMP), and the system packages a fork's
 # libraries need, listed in system-packages.txt (one a line; # comments). Nothing is installed at

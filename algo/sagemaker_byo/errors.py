@@ -29,7 +29,7 @@ _SHARED_OBJECT = re.compile(r"([\w.+-]+\.so(?:\.[\w.]+)?): cannot open shared ob
 
 def missing_library(error: BaseException) -> str | None:
     """What to do when `error` (or one it was raised from) says a library is not installed: a
-    Python package (ImportError) belongs in requirements.txt, a system library a package loads
+    Python package (ImportError) belongs in requirements.in (then `make lock`), a system library a package loads
     (an OSError such as `libgomp.so.1: cannot open shared object file`) in system-packages.txt.
     None for any other error."""
     seen: set[int] = set()
@@ -42,8 +42,8 @@ def missing_library(error: BaseException) -> str | None:
                 what = f"the Python package that provides '{current.name.split('.')[0]}'"
             else:
                 what = "a Python package it imports"
-            return (f"{what} is not installed in this image ({type(current).__name__}: {current}); add it, "
-                    f"pinned, to requirements.txt and rebuild the image")
+            return (f"{what} is not installed in this image ({type(current).__name__}: {current}); add it "
+                    f"to requirements.in, run make lock and rebuild the image")
         found = _SHARED_OBJECT.search(str(current))
         if found:
             return (f"the system library {found.group(1)} is not installed in this image "

@@ -1,7 +1,7 @@
 """The algorithms `train` offers, in this fork: gradient-boosted trees from XGBoost.
 
-Copy this file over algo/algorithm.py and add `requirements.txt`'s line to the repository's
-requirements.txt (see README.md). XGBoost's classifier takes classes numbered 0..n-1, so the
+Copy this file over algo/algorithm.py, add `requirements.in`'s line to the repository's
+requirements.in and run `make lock` (see README.md). XGBoost's classifier takes classes numbered 0..n-1, so the
 labels are encoded here and `Labelled` answers them as the data wrote them ("setosa", not 0).
 The model is fitted on float32 arrays, as the server sends it rows: no feature names to disagree.
 """

@@ -1,5 +1,5 @@
 """Forks that change the image: built with Docker as the fork's README says, then run as SageMaker
-runs them. examples/xgboost adds a library (requirements.txt), trained and served in its image;
+runs them. examples/xgboost adds a library (requirements.in, locked), trained and served in its image;
 system-packages.txt adds Debian packages, installed in the image.
 
 The builds reuse the cached layers of the plumbing's own image: only what the fork changes is
@@ -23,7 +23,7 @@ from test_image import Container, docker, docker_available, wait_ready
 from support import REPO, free_port, plumbing_algo, require
 
 EXAMPLES = REPO / "examples"
-BUILD_INPUTS = ("Dockerfile", ".dockerignore", "requirements.txt", "system-packages.txt")
+BUILD_INPUTS = ("Dockerfile", ".dockerignore", "requirements.in", "requirements.txt", "system-packages.txt")
 
 
 def build(tmp_path: Path, tag: str, change) -> str:
@@ -44,8 +44,9 @@ def build(tmp_path: Path, tag: str, change) -> str:
 def apply_xgboost(repo: Path) -> None:
     """examples/xgboost/README.md's commands."""
     shutil.copy(EXAMPLES / "xgboost" / "algorithm.py", repo / "algo" / "algorithm.py")
-    with open(repo / "requirements.txt", "a") as requirements:
-        requirements.write("\n" + (EXAMPLES / "xgboost" / "requirements.txt").read_text())
+    for name in ("requirements.in", "requirements.txt"):  # the input, and what make lock adds for it
+        with open(repo / name, "a") as requirements:
+            requirements.write("\n" + (EXAMPLES / "xgboost" / name).read_text())
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from forks import GREEDY
+from lockfiles import normalised, repository_lock
 from support import PAYLOAD, REPO, copy_test_dir, free_port, plumbing_image_context, require, wait_until
 
 IMAGE = os.environ.get("TEST_IMAGE", "sagemaker-byo:test")
@@ -110,18 +111,12 @@ def test_image_declares_bind_to_port_capability(image):
     assert labels.get("com.amazonaws.sagemaker.capabilities.accept-bind-to-port") == "true"
 
 
-PINNED = re.compile(r"^([A-Za-z0-9_.-]+)==(\S+)$")
 LIST_PACKAGES = "import importlib.metadata as m\nfor d in m.distributions(): print(d.metadata['Name'], d.version)"
-
-
-def normalised(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def test_every_package_in_the_image_is_pinned_exactly_in_requirements(image):
     """What pip pulls in unasked (a dependency of a dependency) could change with each rebuild."""
-    lines = (REPO / "requirements.txt").read_text().splitlines()
-    pinned = {normalised(m[1]): m[2] for m in (PINNED.match(line.split("#")[0].strip()) for line in lines) if m}
+    pinned = {name: pin.version for name, pin in repository_lock().pins.items()}
     listing = docker("run", "--rm", "--network", "host", "--entrypoint", "python", image, "-c", LIST_PACKAGES)
     installed = dict(line.split() for line in listing.stdout.splitlines())
     assert {normalised(name): version for name, version in installed.items()} == pinned

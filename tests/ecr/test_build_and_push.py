@@ -51,7 +51,7 @@ def aws_tool(name: str) -> Path:
 
 def aws_env(tmp_path: Path, endpoint: str, **extra: str) -> dict[str, str]:
     """Dummy credentials, no user AWS or Docker configuration, no way out but loopback."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECR_", "PLATFORM", "MULTI_ARCH"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECR_", "PLATFORM", "MULTI_ARCH", "BASE"))}
     (tmp_path / "docker-config").mkdir(exist_ok=True)
     env.update({
         "PATH": f"{AWS_VENV / 'bin'}:{os.environ['PATH']}",
@@ -156,10 +156,10 @@ def pushed(built_image, moto, registry, tmp_path_factory):
         docker("rmi", name, check=False)
 
 
-def manifest_digest(registry: str, reference: str) -> str:
-    answer = requests.head(f"http://{registry}/v2/{REPOSITORY}/manifests/{reference}",
+def manifest_digest(registry: str, reference: str, repository: str = REPOSITORY) -> str:
+    answer = requests.head(f"http://{registry}/v2/{repository}/manifests/{reference}",
                            headers={"Accept": DOCKER_MANIFEST}, timeout=10)
-    assert answer.status_code == 200, (reference, answer.status_code)
+    assert answer.status_code == 200, (repository, reference, answer.status_code)
     return answer.headers["Docker-Content-Digest"]
 
 
@@ -217,6 +217,99 @@ def test_pushed_image_pulls_back_by_tag_and_by_digest_and_serves(pushed, trained
     finally:
         docker("rm", "-f", name, check=False)
         docker("rmi", by_digest, check=False)
+
+
+def pushed_labels(registry: str, reference: str, repository: str = REPOSITORY) -> dict[str, str]:
+    """The labels of the image the registry holds (its config blob), whatever is left locally."""
+    manifest = requests.get(f"http://{registry}/v2/{repository}/manifests/{reference}",
+                            headers={"Accept": DOCKER_MANIFEST}, timeout=10)
+    assert manifest.status_code == 200, (reference, manifest.status_code)
+    config = requests.get(f"http://{registry}/v2/{repository}/blobs/{manifest.json()['config']['digest']}",
+                          timeout=30)
+    assert config.status_code == 200, config.status_code
+    return config.json()["config"]["Labels"]
+
+
+def local_digest(repository: str, tag: str) -> str:
+    """What the script records for a base: the digest its repository gave it, else its image id
+    (CI's base is built locally, and has no registry digest)."""
+    found = json.loads(docker("image", "inspect", "--format", "{{json .}}", f"{repository}:{tag}").stdout)
+    given = [entry.split("@")[1] for entry in found["RepoDigests"] or [] if entry.split("@")[0] == repository]
+    return (given or [found["Id"]])[-1]
+
+
+def test_pushed_image_is_labelled_with_its_base_and_its_commit(pushed):
+    assert pushed["result"].returncode == 0, pushed["result"].stderr[-3000:]
+    revision = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    labels = pushed_labels(pushed["registry"], pushed["tag"])
+    assert labels["org.opencontainers.image.base.name"] == "debian:bookworm-slim"
+    assert labels["org.opencontainers.image.base.digest"] == local_digest("debian", "bookworm-slim")
+    assert labels["org.opencontainers.image.revision"] == revision
+    assert revision.startswith(pushed["commit"])
+    # The capability labels of the Dockerfile stay beside them.
+    assert labels["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
+
+
+@pytest.fixture(scope="module")
+def served_base(pushed):
+    """The base pushed to the local registry, as a registry serves a base: its tag and its digest.
+    The local base keeps no name or digest of this registry's afterwards (other tests read them)."""
+    registry = pushed["registry"]
+    served = f"{registry}/debian:bookworm-slim"
+    docker("tag", "debian:bookworm-slim", served)
+    digest = ""
+    try:
+        docker("push", served, timeout=300)
+        digest = manifest_digest(registry, "bookworm-slim", repository="debian")
+        yield served, digest
+    finally:
+        docker("rmi", served, *([f"{registry}/debian@{digest}"] if digest else []), check=False)
+
+
+def push_on_base(pushed, base: str) -> tuple[dict[str, str], list[str]]:
+    """build_and_push.sh --base BASE; the pushed image's labels and its layers."""
+    assert pushed["result"].returncode == 0, pushed["result"].stderr[-3000:]
+    tag = f"test-{uuid.uuid4().hex[:8]}"
+    name = f"{pushed['registry']}/{REPOSITORY}:{tag}"
+    try:
+        result = run_script(["--base", base, REPOSITORY, tag], pushed["env"], timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        layers = json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", name).stdout)
+        return pushed_labels(pushed["registry"], tag), layers
+    finally:
+        docker("rmi", name, check=False)
+
+
+def base_layers(name: str) -> list[str]:
+    return json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", name).stdout)
+
+
+def test_a_base_pinned_by_digest_is_built_on_and_recorded(pushed, served_base):
+    """--base NAME@sha256:...: the build takes the base by that digest, and the labels record it."""
+    served, digest = served_base
+    pinned = f"{served.rsplit(':', 1)[0]}@{digest}"
+    labels, layers = push_on_base(pushed, pinned)
+    assert labels["org.opencontainers.image.base.name"] == pinned
+    assert labels["org.opencontainers.image.base.digest"] == digest
+    assert layers[:len(base_layers(pinned))] == base_layers(pinned)
+
+
+def test_a_base_named_by_tag_is_recorded_with_the_digest_its_registry_gave_it(pushed, served_base):
+    served, digest = served_base
+    labels, layers = push_on_base(pushed, served)
+    assert labels["org.opencontainers.image.base.name"] == served
+    assert labels["org.opencontainers.image.base.digest"] == digest
+    assert layers[:len(base_layers(served))] == base_layers(served)
+
+
+def test_a_base_that_cannot_be_had_is_named_before_anything_is_created(tmp_path):
+    require(docker_available(), "no Docker engine answers (`docker info` failed)")
+    env = aws_env(tmp_path, "http://127.0.0.1:9", BASE="127.0.0.1:9/no-such-base:1")
+    result = run_script([REPOSITORY], env, timeout=120)
+    assert result.returncode != 0
+    assert "the base image 127.0.0.1:9/no-such-base:1 is not here and could not be pulled" in result.stderr
+    assert "creating ECR repository" not in result.stdout
 
 
 # Failures before anything is created: each a clear message and a non-zero exit.

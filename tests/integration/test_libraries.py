@@ -1,5 +1,5 @@
 """A fork whose algorithm needs a library the image lacks: the real `train` fails with a reason
-that names the library and where to add it (requirements.txt for a Python package,
+that names the library and where to add it (requirements.in for a Python package,
 system-packages.txt for a system library one loads), never "a bug in the training code"."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from forks import make_fork, run_train
 
 IMPORTS_A_MISSING_PACKAGE = textwrap.dedent('''\
-    import sagemaker_byo_absent_booster  # a package this fork forgot in requirements.txt
+    import sagemaker_byo_absent_booster  # a package this fork forgot in requirements.in
 
     ALGORITHMS = {}
 ''')
@@ -49,7 +49,7 @@ def job(tmp_path):
     (IMPORTS_A_MISSING_PACKAGE,
      "UserError: the algorithm needs a library: the Python package that provides 'sagemaker_byo_absent_booster' "
      "is not installed in this image (ModuleNotFoundError: No module named 'sagemaker_byo_absent_booster'); "
-     "add it, pinned, to requirements.txt and rebuild the image"),
+     "add it to requirements.in, run make lock and rebuild the image"),
     (LOADS_A_MISSING_SYSTEM_LIBRARY,
      "UserError: the algorithm needs a library: the system library libsagemaker-byo-absent.so.1 is not installed "
      "in this image (OSError: libsagemaker-byo-absent.so.1: cannot open shared object file"),

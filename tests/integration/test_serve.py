@@ -331,7 +331,7 @@ def test_serve_exits_nonzero_naming_a_child_that_died(serve, name: str):
 
 
 BROKEN_PREDICTORS = {
-    "missing-package": ("import sagemaker_byo_absent_codec  # forgotten in requirements.txt\n",
+    "missing-package": ("import sagemaker_byo_absent_codec  # forgotten in requirements.in\n",
                         "predictor.py cannot be imported: the Python package that provides "
                         "'sagemaker_byo_absent_codec' is not installed in this image"),
     "syntax-error": ("def answer(:\n",

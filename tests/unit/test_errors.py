@@ -25,7 +25,7 @@ def raised(error: BaseException, wrapped_in: type[Exception] | None = None) -> B
 @pytest.mark.parametrize(("error", "expected"), [
     (ModuleNotFoundError("No module named 'xgboost'", name="xgboost"),
      "the Python package that provides 'xgboost' is not installed in this image (ModuleNotFoundError: No module "
-     "named 'xgboost'); add it, pinned, to requirements.txt and rebuild the image"),
+     "named 'xgboost'); add it to requirements.in, run make lock and rebuild the image"),
     (ModuleNotFoundError("No module named 'lightgbm.basic'", name="lightgbm.basic"),
      "the Python package that provides 'lightgbm' is not installed"),
     (ImportError("cannot import name 'Booster' from 'xgboost'"), "a Python package it imports is not installed"),
@@ -60,4 +60,4 @@ def test_a_model_fn_that_needs_a_missing_package_says_which_and_where_to_add_it(
     assert not loaded.ready
     assert loaded.error.startswith("model_fn needs a library: the Python package that provides "
                                    "'sagemaker_byo_absent_booster' is not installed"), loaded.error
-    assert "requirements.txt" in loaded.error
+    assert "requirements.in" in loaded.error
