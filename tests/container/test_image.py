@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from forks import GREEDY
 from lockfiles import normalised, repository_lock
-from support import PAYLOAD, REPO, copy_test_dir, free_port, plumbing_image_context, require, wait_until
+from support import PAYLOAD, copy_test_dir, free_port, plumbing_image_context, require, wait_until
 
 IMAGE = os.environ.get("TEST_IMAGE", "sagemaker-byo:test")
 
