@@ -398,3 +398,27 @@ def test_a_heterogeneous_cluster_trains_on_its_named_group_and_the_other_group_e
     assert "host algo-2 is in instance group 'prepare'" in group.log("algo-2")
     assert "does not train" in group.log("algo-2") and group.failure("algo-2") is None
     assert list((dirs["algo-2"] / "model").iterdir()) == []
+
+
+def test_lightgbm_across_two_hosts_trains_on_each_hosts_own_parquet_files(cluster):
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    group = cluster(2, "lightgbm", {"algo-1": {}, "algo-2": {}}, start=False,
+                    hyperparameters={"target": "label"})
+    table = rows(ROWS, seed=1)
+    numbers = {f"x{i}": table[:, i + 1].astype(float) for i in range(4)}
+    frame = pd.DataFrame({"label": table[:, 0].astype(int), **numbers, "colour": table[:, 5]})
+    for (host, ml), part in zip(group.dirs.items(), np.array_split(np.arange(ROWS), 2), strict=True):
+        (ml / "input" / "config" / "inputdataconfig.json").write_text(json.dumps({"training": {
+            "ContentType": "application/x-parquet", "TrainingInputMode": "File",
+            "S3DistributionType": "ShardedByS3Key"}}))
+        folder = ml / "input" / "data" / "training" / f"day={host[-1]}"
+        folder.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pandas(frame.iloc[part], preserve_index=False), folder / "part-0.parquet")
+        group.start(host)
+    assert group.wait() == {"algo-1": 0, "algo-2": 0}, group.logs()
+    description = json.loads((group.dirs["algo-1"] / "model" / "model.json").read_text())
+    assert description["hosts"] == {"algo-1": ROWS // 2, "algo-2": ROWS // 2}
+    assert description["classes"] == [0, 1, 2] and "day" in description["feature_names"]
