@@ -19,7 +19,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SKOPS_FILE = "model.skops"
-WHERE_TO_DECLARE = "TRUSTED_TYPES in the fork's predictor.py (docs/serving.md)"
+WHERE_TO_DECLARE = "TRUSTED_TYPES in predictor.py, docs/serving.md"
 
 
 class UntrustedTypes(TypeError):
@@ -88,7 +88,8 @@ def load_skops(model_dir: str | Path, fork_trusted: Iterable[str] = ()) -> Any:
     trusted = set(image_trusted_types()) | {str(name) for name in fork_trusted}
     refused = sorted(set(sio.get_untrusted_types(file=path)) - trusted)
     if refused:
-        raise UntrustedTypes(f"{path} holds {'a type' if len(refused) == 1 else 'types'} this image does not "
-                             f"trust: {', '.join(refused)}; if it is a class of the fork's own, declare it in "
-                             f"{WHERE_TO_DECLARE}")
+        # The fix first, then the names: a multi-model answer cuts a long reason short (the log has it all).
+        raise UntrustedTypes(f"{SKOPS_FILE} holds {'a type' if len(refused) == 1 else 'types'} this image does "
+                             f"not trust (a class of the fork's own: declare it in {WHERE_TO_DECLARE}): "
+                             f"{', '.join(refused)}")
     return sio.load(path, trusted=sorted(trusted))
