@@ -32,6 +32,8 @@ CHUNK_MB = "MODEL_SERVER_CHUNK_MB"  # default: from the memory limit, 1 to 8; 0 
 METRICS = "MODEL_SERVER_METRICS"  # default true: record Prometheus metrics and answer GET /metrics
 LOG_FORMAT = "SAGEMAKER_CONTAINER_LOG_FORMAT"  # default text; json: one JSON object per line
 LOG_FORMATS = ("text", "json")
+MODEL_FORMAT = "MODEL_SERVER_MODEL_FORMAT"  # default joblib (unpickling runs code); skops: trusted types only
+MODEL_FORMATS = ("joblib", "skops")  # the default first
 WARM_POOL_CACHE = "SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY"  # set by SageMaker on a warm pool; unset: no cache
 
 DEFAULT_BASE_DIR = "/opt/ml"
@@ -143,6 +145,7 @@ class Serving:
     chunk_mb: int = MAX_CHUNK_MB  # large CSV and JSON Lines bodies are scored in chunks of this size; 0: whole
     metrics: bool = True  # record Prometheus metrics and answer GET /metrics
     log_format: str = "text"  # or "json"
+    model_format: str = "joblib"  # or "skops": only model.skops, only trusted types (persistence.py)
 
     @property
     def chunk_bytes(self) -> int:
@@ -211,6 +214,14 @@ def log_format(env: dict[str, str] | None = None) -> str:
     return raw
 
 
+def model_format(env: dict[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    raw = env.get(MODEL_FORMAT, "").strip().lower() or MODEL_FORMATS[0]
+    if raw not in MODEL_FORMATS:
+        raise SettingsError(f"{MODEL_FORMAT}={raw!r}: use {' or '.join(MODEL_FORMATS)}")
+    return raw
+
+
 def metrics_enabled(env: dict[str, str] | None = None) -> bool:
     return _bool(os.environ if env is None else env, METRICS, default=True)
 
@@ -262,6 +273,7 @@ def serving(env: dict[str, str] | None = None) -> Serving:
         multi_model=_bool(env, MULTI_MODEL),
         metrics=metrics_enabled(env),
         log_format=log_format(env),
+        model_format=model_format(env),
     )
 
 

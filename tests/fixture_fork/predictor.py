@@ -38,6 +38,11 @@ from sagemaker_byo import (
 
 MODEL_FILE = "model.joblib"  # as written by algo/train
 
+# With MODEL_SERVER_MODEL_FORMAT=skops the server loads model.skops instead, without model_fn, and
+# without running code: it builds only the types it trusts (scikit-learn's, LightGBM's, numpy's,
+# scipy's) and these, your own classes a model holds, as "module.Class" (e.g. "algorithm.MyModel").
+TRUSTED_TYPES: list[str] = []
+
 
 def model_fn(model_dir: str):
     path = os.path.join(model_dir, MODEL_FILE)
@@ -67,4 +72,5 @@ def output_fn(prediction, accept: str, invocation: Invocation) -> bytes:
     return encode(prediction, accept)
 
 
-app = create_app(Hooks(model_fn, input_fn, predict_fn, output_fn, accept_types=tuple(ENCODERS)))
+app = create_app(Hooks(model_fn, input_fn, predict_fn, output_fn, accept_types=tuple(ENCODERS),
+                       trusted_types=tuple(TRUSTED_TYPES)))

@@ -174,7 +174,8 @@ def test_lightgbm_trains_across_hosts_each_on_its_own_shard_and_only_the_leader_
     codes = group.wait()
     assert codes == {h: 0 for h in group.dirs}, group.logs()
     leader, *workers = group.dirs
-    assert sorted(p.name for p in (group.dirs[leader] / "model").iterdir()) == ["model.joblib", "model.json"]
+    assert sorted(p.name for p in (group.dirs[leader] / "model").iterdir()) == [
+        "model.joblib", "model.json", "model.skops"]
     for host in workers:
         assert list((group.dirs[host] / "model").iterdir()) == []
         assert group.failure(host) is None

@@ -289,7 +289,7 @@ def test_the_iris_job_exits_zero_and_prints_train_and_validation_accuracy(outcom
 
 def test_the_iris_job_saves_a_model_that_predicts_iris_classes_as_strings(outcomes):
     outcome = succeeded(outcomes, "iris")
-    assert model_left(outcome.model_dir) == ["model.joblib", "model.json"]
+    assert model_left(outcome.model_dir) == ["model.joblib", "model.json", "model.skops"]
     model = joblib.load(outcome.model_dir / "model.joblib")
     predictions = model.predict(np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]))
     assert len(predictions) == 2 and set(predictions) <= set(IRIS_CLASSES)

@@ -325,7 +325,7 @@ def test_each_kind_of_model_trains_prints_its_metrics_and_records_its_input_cont
         assert saved["train"][metric] == pytest.approx(value, abs=1e-6), metric  # printed with 6 decimals
 
     description = outcome.description
-    assert outcome.model_files() == ["model.joblib", "model.json"]
+    assert outcome.model_files() == ["model.joblib", "model.json", "model.skops"]
     assert description["format_version"] == 2 and "accepts_missing_values" not in description
     assert description["algorithm"] == name.split()[0]
     assert description["task"] == task  # inferred: text labels, then a float target

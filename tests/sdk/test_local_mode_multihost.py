@@ -159,7 +159,7 @@ def two_hosts_v3(fork_image, tmp_path_factory):
 
 
 def check_one_model_from_both_hosts(model_dir: Path, log: str) -> None:
-    assert sorted(p.name for p in model_dir.iterdir()) == ["model.joblib", "model.json"]
+    assert sorted(p.name for p in model_dir.iterdir()) == ["model.joblib", "model.json", "model.skops"]
     description = json.loads((model_dir / "model.json").read_text())
     assert description["estimator"] == "LGBMClassifier"
     assert description["training_rows"] == 300 * FILES

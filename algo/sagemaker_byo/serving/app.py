@@ -77,7 +77,7 @@ def create_app(hooks: Hooks, config: settings.Serving | None = None,
     if config.multi_model:  # models arrive at run time through /models (multimodel/routes.py)
         loaded = LoadedModel(error="this is a multi-model endpoint: invoke POST /models/<name>/invoke")
     else:
-        loaded = load_model(hooks, paths.model, threads=config.threads)
+        loaded = load_model(hooks, paths.model, threads=config.threads, model_format=config.model_format)
         if not loaded.ready:
             log.error("/ping will answer 503 and /invocations refuse until a loadable model is in %s", paths.model)
         record.model_state(loaded.ready)

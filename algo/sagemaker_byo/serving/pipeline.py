@@ -2,8 +2,9 @@
 
 `invoke` is one request (input_fn -> predict_fn -> output_fn), tested without a server;
 `invoke_in_chunks` scores a large body a chunk of lines at a time. `load_model` loads the model
-through `model_fn` (in gunicorn's master, before the workers fork) and reads its input contract
-from model.json or, for a model that came without one, measures it. The HTTP shell around
+through `model_fn` (in gunicorn's master, before the workers fork), or with
+MODEL_SERVER_MODEL_FORMAT=skops loads model.skops itself (persistence.py), and reads its input
+contract from model.json or, for a model that came without one, measures it. The HTTP shell around
 this is app.py.
 
 One row in, one answer out: `invoke` counts the rows `input_fn` gives and the answers of
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import contract as contracts
-from .. import resources, settings
+from .. import persistence, resources, settings
 from ..errors import BadRequest, HookError, HTTPError, ModelNotReady, PayloadTooLarge, missing_library
 from . import encoders, estimators, media, metrics, streaming
 from . import invocation as invocations
@@ -42,6 +43,8 @@ class Hooks:
     predict_fn: Callable[[Any, Any, Invocation], Any]
     output_fn: Callable[[Any, str, Invocation], bytes | str]
     accept_types: tuple[str, ...]  # what output_fn can produce
+    # The fork's own classes a model.skops may hold ("module.Class"), for MODEL_SERVER_MODEL_FORMAT=skops
+    trusted_types: tuple[str, ...] = ()
 
 
 @dataclass
@@ -55,19 +58,27 @@ class LoadedModel:
         return self.error is None
 
 
-def load_model(hooks: Hooks, model_dir: Path, threads: int | None = None) -> LoadedModel:
-    """The model of `model_dir` through `model_fn`, with its input contract; given `threads`, any
-    `n_jobs` that would use more threads than that per worker is lowered to it."""
+def load_model(hooks: Hooks, model_dir: Path, threads: int | None = None,
+               model_format: str = "joblib") -> LoadedModel:
+    """The model of `model_dir` through `model_fn` (or, in the skops `model_format`, model.skops with
+    only trusted types: `model_fn` could unpickle, so it is not called), with its input contract;
+    given `threads`, any `n_jobs` that would use more threads than that per worker is lowered to it."""
     started = time.monotonic()
     try:
-        model = hooks.model_fn(str(model_dir))
+        if model_format == "skops":
+            model = persistence.load_skops(model_dir, hooks.trusted_types)
+        else:
+            model = hooks.model_fn(str(model_dir))
     except Exception as error:  # noqa: BLE001 - reported, and /ping answers 503
         missing = missing_library(error)
-        reason = f"model_fn needs a library: {missing}" if missing else f"{type(error).__name__}: {error}"
+        hook = "model_fn" if model_format != "skops" else persistence.SKOPS_FILE
+        reason = f"{hook} needs a library: {missing}" if missing else f"{type(error).__name__}: {error}"
         log.exception("could not load the model from %s: %s", model_dir, reason)
         metrics.recorder().model_load(time.monotonic() - started, ready=False)
         return LoadedModel(error=reason)
-    log.info("model loaded from %s in %.2fs", model_dir, time.monotonic() - started)
+    log.info("model loaded from %s%s in %.2fs", model_dir,
+             f" ({persistence.SKOPS_FILE}, trusted types only)" if model_format == "skops" else "",
+             time.monotonic() - started)
     if threads is not None:
         lowered = resources.limit_n_jobs(model, threads)
         if lowered:

@@ -7,7 +7,8 @@ or data declared `label_size=0`; several columns for `label_size=N` or a list of
 columns), settles the task, has
 the algorithm build (or fit) its model, fits it, growing it with checkpoints where it can grow
 and the job has a checkpoint folder, prints metrics for MetricDefinitions, and saves
-`model.joblib` with its description `model.json` atomically.
+`model.joblib`, `model.skops` where skops can save the model, and its description `model.json`
+atomically (`model_files`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 from threadpoolctl import threadpool_limits
 
-from .. import contract, resources
+from .. import contract, persistence, resources
 from ..errors import AlgorithmError, UserError
 from . import cache, channels, checkpoints, evaluation, plan
 from .algorithms import Algorithm, text_columns
@@ -333,6 +334,18 @@ def describe(model, name: str, task: str, params: dict, features: pd.DataFrame, 
     }
 
 
+def model_files(model, description: dict) -> dict[str, Callable]:
+    """The writers of a trained model's files, for save_model: model.joblib, model.skops where skops
+    can save every object in the model, and model.json last, saying whether model.skops is there
+    and which of its types skops does not trust by default."""
+    skops_data, description["skops"] = persistence.skops_dump(model)
+    files = {MODEL_FILE: lambda path: joblib.dump(model, path)}
+    if skops_data is not None:
+        files[persistence.SKOPS_FILE] = lambda path: path.write_bytes(skops_data)
+    files[METADATA_FILE] = lambda path: path.write_text(json.dumps(description, indent=2) + "\n")
+    return files
+
+
 def check_same_columns(channel: str, columns, training) -> None:
     """A held-out channel holds the training channel's features, in its order."""
     if list(columns) != list(training):
@@ -479,8 +492,5 @@ def train(job: Job, catalogue: dict[str, Algorithm], reader: Reader | None = Non
 
     description = describe(model, name, task, params, features, target_name, rows, metrics, header,
                            dtype=data.dtype.name if isinstance(data, np.ndarray) else None)
-    save_model(job.paths.model, {
-        MODEL_FILE: lambda path: joblib.dump(model, path),
-        METADATA_FILE: lambda path: path.write_text(json.dumps(description, indent=2) + "\n"),
-    })
+    save_model(job.paths.model, model_files(model, description))
     job.saved.set()

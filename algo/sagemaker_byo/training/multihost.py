@@ -17,7 +17,6 @@ Only the leader writes /opt/ml/model; a worker host exits 0 once the leader has 
 
 from __future__ import annotations
 
-import json
 import logging
 import operator
 import time
@@ -356,10 +355,7 @@ def data_parallel(job: Job, algorithm: Algorithm, data: plan.DataPlan, leader) -
     evaluation.write_metrics(job.paths.output_data / "metrics.json", metrics)
     description = fitting.describe(model, name, task, params, summary, target_name, rows, metrics, header)
     description["hosts"] = {h: s.rows for h, s in summaries.items()}
-    save_model(job.paths.model, {
-        fitting.MODEL_FILE: lambda path: joblib.dump(model, path),
-        fitting.METADATA_FILE: lambda path: path.write_text(json.dumps(description, indent=2) + "\n"),
-    })
+    save_model(job.paths.model, fitting.model_files(model, description))
     job.saved.set()
 
 

@@ -269,8 +269,10 @@ LOAD_OUTCOMES = {507: "insufficient_memory", 409: "conflict", 404: "not_found"}
 def add_routes(app: Flask, hooks: pipeline.Hooks, config: settings.Serving, registry: Registry | None = None) -> None:
     registry = registry or registry_for()
     import_catalogue()
-    models = WorkerModels(registry, lambda folder: pipeline.load_model(hooks, folder, threads=config.threads),
-                          config.workers, config.timeout)
+    def load(folder: Path) -> pipeline.LoadedModel:  # every model as the endpoint's format says
+        return pipeline.load_model(hooks, folder, threads=config.threads, model_format=config.model_format)
+
+    models = WorkerModels(registry, load, config.workers, config.timeout)
     app.extensions["sagemaker_models"] = models
 
     @app.post("/models")
