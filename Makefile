@@ -85,12 +85,12 @@ lock: venv
 	$(LOCK) requirements-sbom.in -o requirements-sbom.txt
 
 lint: venv
-	$(VENV)/bin/ruff check algo tests bench examples
+	$(VENV)/bin/ruff check algo tests bench examples sbom
 	shellcheck build_and_push.sh local_test/*.sh .ci/run
 
 # What ruff can mend by itself (import order, unused imports), mended; what is left, listed.
 fix: venv
-	$(VENV)/bin/ruff check --fix algo tests bench examples
+	$(VENV)/bin/ruff check --fix algo tests bench examples sbom
 
 clean:
 	rm -rf $(VENV) $(AWS_VENV) local_test/test_dir/model/* local_test/test_dir/output/*

@@ -12,7 +12,7 @@ import json
 import re
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cyclonedx.schema import SchemaVersion
@@ -60,7 +60,7 @@ def combine(python_bom: dict, debian_bom: dict, report: dict, image_name: str) -
         "serialNumber": f"urn:uuid:{uuid.uuid4()}",
         "version": 1,
         "metadata": {
-            "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "tools": {"components": tools},
             "component": {"type": "container", "bom-ref": IMAGE_REF, "name": image_name},
         },

@@ -54,7 +54,7 @@ def test_the_python_code_passes_ruff():
     ruff = tool("ruff")
     require(ruff is not None, "ruff is not installed (requirements-dev.txt)")
     excluded = [option for path in FORK_FILES for option in ("--extend-exclude", path)]
-    result = run([ruff, "check", "--no-cache", *excluded, "algo", "tests", "bench"])  # settings: pyproject.toml
+    result = run([ruff, "check", "--no-cache", *excluded, "algo", "tests", "bench", "sbom"])  # settings: pyproject.toml
     assert result.returncode == 0, result.stdout + result.stderr
 
 
