@@ -1,8 +1,8 @@
 # One image for both SageMaker modes: `docker run IMAGE train` and `docker run IMAGE serve`.
-# Two stages: the packages are installed and trimmed in the first, and only the virtual
-# environment is copied into the second, so pip, setuptools and the packages' test suites never
-# reach the image (docs/performance.md and bench/results/image*.json: what takes the space, and
-# what this saves).
+# The packages are installed and trimmed in a first stage, and only the virtual environment is
+# copied into the image, so pip, setuptools and the packages' test suites never reach it
+# (docs/performance.md and bench/results/image*.json: what takes the space, and what this saves).
+# A stage between them writes the image's SBOM, of which only the file reaches the image.
 
 # The base of both stages. A build that cannot change under you pins it by digest:
 # --build-arg BASE=debian:bookworm-slim@sha256:... (docs/deploying.md).
