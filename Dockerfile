@@ -1,8 +1,8 @@
 # One image for both SageMaker modes: `docker run IMAGE train` and `docker run IMAGE serve`.
-# Two stages: the packages are installed and trimmed in the first, and only the virtual
-# environment is copied into the second, so pip, setuptools and the packages' test suites never
-# reach the image (docs/performance.md and bench/results/image*.json: what takes the space, and
-# what this saves).
+# The packages are installed and trimmed in a first stage, and only the virtual environment is
+# copied into the image, so pip, setuptools and the packages' test suites never reach it
+# (docs/performance.md and bench/results/image*.json: what takes the space, and what this saves).
+# A stage between them writes the image's SBOM, of which only the file reaches the image.
 
 # The base of both stages. A build that cannot change under you pins it by digest:
 # --build-arg BASE=debian:bookworm-slim@sha256:... (docs/deploying.md).
@@ -16,6 +16,13 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv
 
+# The SBOM generators (requirements-sbom.txt), in a virtual environment of their own that only the
+# `sbom` stage below uses: none of it reaches the image.
+COPY requirements-sbom.txt /tmp/requirements-sbom.txt
+RUN python3 -m venv /opt/sbom-tools \
+    && /opt/sbom-tools/bin/pip install --no-cache-dir --require-hashes --only-binary :all: \
+        -r /tmp/requirements-sbom.txt
+
 # Requirements before the code: a code change rebuilds in seconds. requirements.txt is the lock
 # `make lock` writes from requirements.in: every package pinned with the hashes of its files, so
 # pip refuses any file the index serves that is not one of them, and wheels only, so nothing is
@@ -25,8 +32,9 @@ COPY requirements.txt /tmp/requirements.txt
 # are never imported by the server or by training; pip and setuptools are only needed here.
 # Bytecode is compiled once, here: without it every start compiles the libraries again
 # (PYTHONDONTWRITEBYTECODE below), several seconds on each start.
+# pip's report names the wheel each package came from, with its SHA-256: the SBOM's hashes.
 RUN /opt/venv/bin/pip install --no-cache-dir --no-compile --require-hashes --only-binary :all: \
-        -r /tmp/requirements.txt \
+        --report /opt/sbom-tools/pip-report.json -r /tmp/requirements.txt \
     && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools \
     && find /opt/venv/lib -depth -type d \( -name tests -o -name test \) -exec rm -rf {} + \
     && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib
@@ -54,8 +62,8 @@ RUN rm libarrow_flight.so.* libarrow_python_flight.so* _flight.cpython-*.so \
     && rm -r include includes src \
     && find . \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \) -delete
 
-# -- the image ---------------------------------------------------------------------------------
-FROM ${BASE}
+# -- the image's packages ------------------------------------------------------------------------
+FROM ${BASE} AS runtime
 
 # Debian's Python and nginx (libgomp1: LightGBM's OpenMP), and the system packages a fork's
 # libraries need, listed in system-packages.txt (one a line; # comments). Nothing is installed at
@@ -73,6 +81,23 @@ ENV PATH="/opt/program:/opt/venv/bin:${PATH}" \
     VIRTUAL_ENV=/opt/venv \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
+
+# -- build: the SBOM of exactly those packages ---------------------------------------------------
+# CycloneDX JSON: every Python distribution in /opt/venv (cyclonedx-py) with the SHA-256 of the wheel
+# pip installed, and every Debian package (distro2sbom); sbom/combine.py joins them (docs/deploying.md).
+FROM runtime AS sbom
+COPY --from=venv /opt/sbom-tools /opt/sbom-tools
+COPY sbom/combine.py /opt/sbom-tools/
+WORKDIR /opt/sbom
+RUN /opt/sbom-tools/bin/cyclonedx-py environment --sv 1.6 -o /tmp/python.cdx.json /opt/venv \
+    && /opt/sbom-tools/bin/distro2sbom --distro deb --system --sbom cyclonedx --format json \
+        -o /tmp/debian.cdx.json \
+    && /opt/sbom-tools/bin/python /opt/sbom-tools/combine.py /tmp/python.cdx.json /tmp/debian.cdx.json \
+        /opt/sbom-tools/pip-report.json sagemaker-byo /opt/sbom/sbom.cdx.json
+
+# -- the image ---------------------------------------------------------------------------------
+FROM runtime
+COPY --from=sbom /opt/sbom /opt/sbom
 
 COPY algo /opt/program
 RUN python -m compileall -q /opt/program

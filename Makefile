@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 AWS_VENV := .venv-aws
 AWS3_VENV := .venv-aws3
 
-.PHONY: demo test venv venv-aws venv-aws3 image lock lint fix clean \
+.PHONY: demo test venv venv-aws venv-aws3 image sbom lock lint fix clean \
 	test-unit test-sample test-integration test-examples test-reliability test-container test-sdk test-ecr \
 	test-example-forks
 
@@ -62,6 +62,13 @@ $(AWS3_VENV)/.installed: requirements-aws3.txt
 image:
 	docker build $(if $(BASE),--build-arg BASE=$(BASE)) -t $(IMAGE) .
 
+# The image's SBOM (CycloneDX JSON, written during the build: docs/deploying.md), copied out of the
+# built image IMAGE into sbom.cdx.json.
+sbom:
+	docker run --rm --network host --entrypoint cat $(IMAGE) /opt/sbom/sbom.cdx.json > sbom.cdx.json.tmp
+	mv sbom.cdx.json.tmp sbom.cdx.json
+	@echo "sbom.cdx.json: the SBOM of $(IMAGE)"
+
 # Each requirements*.in resolved into its lock, requirements*.txt: every package pinned, with the
 # hashes of all its files (so the lock serves x86_64 and arm64 alike). A package keeps the version
 # its lock pins unless the input no longer allows it; to move one: make lock LOCK_ARGS="-P numpy".
@@ -75,14 +82,15 @@ lock: venv
 	$(LOCK) requirements-dev.in -o requirements-dev.txt
 	$(LOCK) requirements-aws.in -o requirements-aws.txt
 	$(LOCK) requirements-aws3.in -o requirements-aws3.txt
+	$(LOCK) requirements-sbom.in -o requirements-sbom.txt
 
 lint: venv
-	$(VENV)/bin/ruff check algo tests bench examples
+	$(VENV)/bin/ruff check algo tests bench examples sbom
 	shellcheck build_and_push.sh local_test/*.sh .ci/run
 
 # What ruff can mend by itself (import order, unused imports), mended; what is left, listed.
 fix: venv
-	$(VENV)/bin/ruff check --fix algo tests bench examples
+	$(VENV)/bin/ruff check --fix algo tests bench examples sbom
 
 clean:
 	rm -rf $(VENV) $(AWS_VENV) local_test/test_dir/model/* local_test/test_dir/output/*

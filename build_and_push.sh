@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the image and push it to Amazon ECR, creating the repository if it is missing.
 #
-#   ./build_and_push.sh [--platform PLATFORM] [--multi-arch] [--base BASE] IMAGE [TAG]
+#   ./build_and_push.sh [--platform PLATFORM] [--multi-arch] [--base BASE] [--scan-on-push] IMAGE [TAG]
 #
 # Pushes ACCOUNT.dkr.ecr.REGION.amazonaws.com/IMAGE:TAG (TAG defaults to latest) and, in a git
 # checkout, the same image tagged with the commit. The image's labels record what it was built
@@ -16,16 +16,20 @@
 #                                and push both under the same tags
 #   --base B       BASE          the base image of both stages (default debian:bookworm-slim); pin
 #                                it by digest: debian:bookworm-slim@sha256:... (docs/deploying.md)
+#   --scan-on-push SCAN_ON_PUSH=1 turn on ECR's basic scanning of every image pushed to the
+#                                repository, whether the script creates it or it exists already
+#                                (enhanced scanning, Amazon Inspector: docs/deploying.md)
 # Environment:
 #   ECR_REGISTRY       push to this registry address instead of the account's ECR; the repository
 #                      is still created in ECR (tests: a local registry and a local ECR stand-in)
 #   AWS_ENDPOINT_URL   read by the AWS CLI itself: where its STS and ECR calls go (tests)
 set -euo pipefail
 
-usage="usage: build_and_push.sh [--platform PLATFORM] [--multi-arch] [--base BASE] IMAGE [TAG]"
+usage="usage: build_and_push.sh [--platform PLATFORM] [--multi-arch] [--base BASE] [--scan-on-push] IMAGE [TAG]"
 platform="${PLATFORM:-linux/amd64}"
 multi_arch="${MULTI_ARCH:-0}"
 base="${BASE:-debian:bookworm-slim}"
+scan_on_push="${SCAN_ON_PUSH:-0}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --platform) platform="${2:?$usage}"; shift 2 ;;
@@ -33,6 +37,7 @@ while [ $# -gt 0 ]; do
     --multi-arch) multi_arch=1; shift ;;
     --base) base="${2:?$usage}"; shift 2 ;;
     --base=*) base="${1#--base=}"; shift ;;
+    --scan-on-push) scan_on_push=1; shift ;;
     -h | --help) echo "$usage"; exit 0 ;;
     --) shift; break ;;
     -*) echo "build_and_push.sh: unknown option $1" >&2; echo "$usage" >&2; exit 2 ;;
@@ -100,9 +105,20 @@ account="$(aws sts get-caller-identity --region "$region" --query Account --outp
   die "no usable AWS credentials: 'aws sts get-caller-identity' failed (run 'aws configure' or set AWS_PROFILE): $(cat "$errors")"
 registry="${ECR_REGISTRY:-$account.dkr.ecr.$region.amazonaws.com}"
 
+# Basic scanning (--scan-on-push): ECR scans each image pushed for known vulnerabilities in its OS
+# packages; set on a new repository as it is created, and on an existing one.
+# (scanOnPush=false is ECR's default, so a repository is created the same way with or without it.)
+scanning="scanOnPush=$([ "$scan_on_push" = 1 ] && echo true || echo false)"
 if ! aws ecr describe-repositories --region "$region" --repository-names "$image" >/dev/null 2>&1; then
   echo "creating ECR repository $image in $region"
-  aws ecr create-repository --region "$region" --repository-name "$image" >/dev/null
+  aws ecr create-repository --region "$region" --repository-name "$image" \
+    --image-scanning-configuration "$scanning" >/dev/null
+elif [ "$scan_on_push" = 1 ]; then
+  aws ecr put-image-scanning-configuration --region "$region" --repository-name "$image" \
+    --image-scanning-configuration "$scanning" >/dev/null
+fi
+if [ "$scan_on_push" = 1 ]; then
+  echo "ECR repository $image scans every image pushed (scanOnPush=true)"
 fi
 aws ecr get-login-password --region "$region" |
   docker login --username AWS --password-stdin "$registry"

@@ -15,7 +15,8 @@ from support import REPO
 
 # The inputs and the locks written from them, as `make lock` pairs them.
 LOCKS = {name: name.removesuffix(".in") + ".txt"
-         for name in ("requirements.in", "requirements-dev.in", "requirements-aws.in", "requirements-aws3.in")}
+         for name in ("requirements.in", "requirements-dev.in", "requirements-aws.in", "requirements-aws3.in",
+                     "requirements-sbom.in")}
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?==(?P<version>[A-Za-z0-9.+!-]+)$")
 HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 

@@ -23,7 +23,8 @@ from test_image import Container, docker, docker_available, wait_ready
 from support import REPO, free_port, plumbing_algo, require
 
 EXAMPLES = REPO / "examples"
-BUILD_INPUTS = ("Dockerfile", ".dockerignore", "requirements.in", "requirements.txt", "system-packages.txt")
+BUILD_INPUTS = ("Dockerfile", ".dockerignore", "requirements.in", "requirements.txt", "system-packages.txt",
+                "requirements-sbom.txt", "sbom/combine.py")
 
 
 def build(tmp_path: Path, tag: str, change) -> str:
@@ -32,6 +33,7 @@ def build(tmp_path: Path, tag: str, change) -> str:
     context = tmp_path / "context"
     context.mkdir()
     for name in BUILD_INPUTS:
+        (context / name).parent.mkdir(exist_ok=True)
         shutil.copy(REPO / name, context / name)
     shutil.copytree(plumbing_algo(), context / "algo")  # the tests' predictor, whatever the fork's
     change(context)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -51,7 +52,8 @@ def aws_tool(name: str) -> Path:
 
 def aws_env(tmp_path: Path, endpoint: str, **extra: str) -> dict[str, str]:
     """Dummy credentials, no user AWS or Docker configuration, no way out but loopback."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECR_", "PLATFORM", "MULTI_ARCH", "BASE"))}
+    script_settings = ("AWS_", "ECR_", "PLATFORM", "MULTI_ARCH", "BASE", "SCAN_ON_PUSH")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(script_settings)}
     (tmp_path / "docker-config").mkdir(exist_ok=True)
     env.update({
         "PATH": f"{AWS_VENV / 'bin'}:{os.environ['PATH']}",
@@ -310,6 +312,87 @@ def test_a_base_that_cannot_be_had_is_named_before_anything_is_created(tmp_path)
     assert result.returncode != 0
     assert "the base image 127.0.0.1:9/no-such-base:1 is not here and could not be pulled" in result.stderr
     assert "creating ECR repository" not in result.stdout
+
+
+
+# Vulnerability scanning: --scan-on-push (ECR's basic scanning) on a new and on an existing
+# repository, and the enhanced-scanning commands docs/deploying.md gives, against moto's ECR.
+
+def aws_json(env: dict[str, str], *args: str) -> dict:
+    result = subprocess.run([str(aws_tool("aws")), *args, "--output", "json"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout or "{}")
+
+
+def scans_on_push(env: dict[str, str], repository: str) -> bool:
+    found = aws_json(env, "ecr", "describe-repositories", "--repository-names", repository)
+    return found["repositories"][0]["imageScanningConfiguration"]["scanOnPush"]
+
+
+def push_to(pushed, repository: str, *args: str, **extra: str) -> subprocess.CompletedProcess:
+    """build_and_push.sh ARGS REPOSITORY TAG against the stand-ins; its pushed tags removed afterwards."""
+    assert pushed["result"].returncode == 0, pushed["result"].stderr[-3000:]
+    tag = f"test-{uuid.uuid4().hex[:8]}"
+    try:
+        result = run_script([*args, repository, tag], {**pushed["env"], **extra}, timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result
+    finally:
+        for name in (tag, pushed["commit"]):
+            docker("rmi", f"{pushed['registry']}/{repository}:{name}", check=False)
+
+
+def test_a_push_without_scan_on_push_leaves_basic_scanning_off(pushed):
+    assert pushed["result"].returncode == 0, pushed["result"].stderr[-3000:]
+    assert scans_on_push(pushed["env"], REPOSITORY) is False
+    assert "scanOnPush" not in pushed["result"].stdout
+
+
+def test_scan_on_push_creates_the_repository_with_basic_scanning_on(pushed):
+    repository = f"{REPOSITORY}-scan-{uuid.uuid4().hex[:6]}"
+    result = push_to(pushed, repository, "--scan-on-push")
+    assert f"creating ECR repository {repository}" in result.stdout
+    assert f"ECR repository {repository} scans every image pushed (scanOnPush=true)" in result.stdout
+    assert scans_on_push(pushed["env"], repository) is True
+
+
+def test_scan_on_push_turns_basic_scanning_on_for_an_existing_repository(pushed):
+    repository = f"{REPOSITORY}-existing-{uuid.uuid4().hex[:6]}"
+    aws_json(pushed["env"], "ecr", "create-repository", "--repository-name", repository)
+    assert scans_on_push(pushed["env"], repository) is False
+    result = push_to(pushed, repository, SCAN_ON_PUSH="1")  # the variable, as the option
+    assert "creating ECR repository" not in result.stdout
+    assert scans_on_push(pushed["env"], repository) is True
+
+
+DEPLOYING = REPO / "docs" / "deploying.md"
+
+
+def documented_commands(section: str) -> list[str]:
+    """The `aws ...` commands of a section's sh blocks, continuation lines joined."""
+    text = DEPLOYING.read_text().split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
+    return [line.strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()
+            if line.strip().startswith("aws ")]
+
+
+def test_the_documented_enhanced_scanning_commands_turn_on_inspector_for_the_repository(pushed, moto):
+    commands = documented_commands("The SBOM and vulnerability scanning")
+    wanted = ("aws inspector2 enable ", "aws ecr put-registry-scanning-configuration ")
+    runnable = [command for command in commands if command.startswith(wanted)]
+    assert len(runnable) == 2, commands
+    for command in runnable:
+        if command.startswith("aws inspector2 enable "):
+            # AWS defaults the accounts to the caller's; moto's Enable needs them named.
+            command += f" --account-ids {ACCOUNT}"
+        result = subprocess.run([BASH, "-c", command], env=pushed["env"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, (command, result.stderr)
+    found = aws_json(pushed["env"], "ecr", "get-registry-scanning-configuration")["scanningConfiguration"]
+    assert found["scanType"] == "ENHANCED"
+    assert {"filter": "sagemaker-byo", "filterType": "WILDCARD"} in found["rules"][0]["repositoryFilters"]
+    status = aws_json(pushed["env"], "inspector2", "batch-get-account-status", "--account-ids", ACCOUNT)
+    assert status["accounts"][0]["resourceState"]["ecr"]["status"] == "ENABLED"
 
 
 # Failures before anything is created: each a clear message and a non-zero exit.

@@ -54,7 +54,7 @@ def test_the_python_code_passes_ruff():
     ruff = tool("ruff")
     require(ruff is not None, "ruff is not installed (requirements-dev.txt)")
     excluded = [option for path in FORK_FILES for option in ("--extend-exclude", path)]
-    result = run([ruff, "check", "--no-cache", *excluded, "algo", "tests", "bench"])  # settings: pyproject.toml
+    result = run([ruff, "check", "--no-cache", *excluded, "algo", "tests", "bench", "sbom"])  # settings: pyproject.toml
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -65,12 +65,16 @@ def test_the_dockerfile_installs_the_lock_as_hashed_wheels_on_the_base_argument(
     """A file the index serves that is not one the lock names, or an sdist to build, fails the build."""
     dockerfile = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
     installs = [line for line in dockerfile.splitlines() if re.search(r"\bpip install\b", line)]
-    assert installs, "no pip install in the Dockerfile"
-    for line in installs:
+    assert any("-r /tmp/requirements.txt" in line for line in installs), "the lock is not installed"
+    for line in installs:  # the image's lock, and the SBOM generators' (requirements-sbom.txt)
         assert "--require-hashes" in line and "--only-binary :all:" in line, line
-        assert "-r /tmp/requirements.txt" in line, line
+        assert re.search(r"-r /tmp/requirements(-sbom)?\.txt", line), line
     assert re.search(r"^ARG BASE=debian:bookworm-slim$", dockerfile, re.M)
-    assert re.findall(r"^FROM (\S+)", dockerfile, re.M) == ["${BASE}", "${BASE}"]
+    # Every stage starts from the base argument or from an earlier stage (the SBOM's, on the image's).
+    stages: list[str] = []
+    for base, name in re.findall(r"^FROM (\S+)(?: AS (\S+))?$", dockerfile, re.M):
+        assert base == "${BASE}" or base in stages, base
+        stages.append(name)
 
 
 def test_requirement_files_include_each_other_only_when_they_exist():

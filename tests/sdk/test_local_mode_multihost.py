@@ -75,7 +75,9 @@ def build_fork(workdir: Path) -> str:
     """The image with algo/algorithm.py replaced, as a fork builds it (the packages' layers are cached)."""
     context = workdir / "fork"
     context.mkdir()
-    for name in ("Dockerfile", ".dockerignore", "requirements.txt", "system-packages.txt"):
+    for name in ("Dockerfile", ".dockerignore", "requirements.txt", "system-packages.txt", "requirements-sbom.txt",
+                 "sbom/combine.py"):
+        (context / name).parent.mkdir(exist_ok=True)
         shutil.copy(REPO / name, context / name)
     shutil.copytree(REPO / "algo", context / "algo", ignore=shutil.ignore_patterns("__pycache__"))
     (context / "algo" / "algorithm.py").write_text(FORK_CATALOGUE)
