@@ -58,6 +58,7 @@ SUPPORTED_CONTENT_TYPES = (CSV_TYPE, PARQUET_TYPE)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 PIPE_OPEN_TIMEOUT = 60  # seconds to wait for SageMaker to create a channel's FIFO
 CHUNK = 8 * 1024 * 1024
+BLOCK = 16 * 1024 * 1024  # pyarrow's unit of parallel parsing: fewer chunks to join into pandas
 SAMPLE_ROWS = 1000  # the first block that decides a CSV file's column types
 SAMPLE_BYTES = 1024 * 1024  # what the memory estimate reads of a CSV file (decompressed)
 # pandas' missing-value words, so pyarrow reads the same cells as missing.
@@ -363,7 +364,7 @@ def _parse_arrow(source: Path | bytes, header: bool, exact, labelled: bool) -> p
     try:
         table = pa_csv.read_csv(
             stream,
-            read_options=pa_csv.ReadOptions(autogenerate_column_names=not header),
+            read_options=pa_csv.ReadOptions(autogenerate_column_names=not header, block_size=BLOCK),
             parse_options=pa_csv.ParseOptions(newlines_in_values=True),
             convert_options=pa_csv.ConvertOptions(
                 column_types=dict(zip(raw, types, strict=True)), null_values=NA_VALUES,
