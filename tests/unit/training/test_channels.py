@@ -288,7 +288,8 @@ def test_a_bad_row_is_traced_back_to_its_own_file(tmp_path):
 
 def test_channel_without_csv_or_parquet_files_lists_what_it_found(tmp_path):
     root = channel(tmp_path, {"data.json": b"{}", "notes.txt": b"x"})
-    with pytest.raises(UserError, match=r"has no \.csv, \.csv\.gz or Parquet files .*\(found: data\.json, notes\.txt\)"):
+    found = r"has no \.csv, \.csv\.gz or Parquet files .*\(found: data\.json, notes\.txt\)"
+    with pytest.raises(UserError, match=found):
         channel_files("training", root)
 
 
@@ -322,7 +323,8 @@ def test_a_label_size_that_is_not_a_count_of_columns_is_a_user_error(value):
 
 @pytest.mark.parametrize("content_type", ["application/x-recordio-protobuf", "application/json"])
 def test_other_channel_content_type_is_a_user_error(content_type):
-    expected = f"channel 'training' has ContentType '{content_type}'; this algorithm reads text/csv, application/x-parquet"
+    expected = (f"channel 'training' has ContentType '{content_type}'; this algorithm reads text/csv, "
+                f"application/x-parquet")
     with pytest.raises(UserError, match=expected):
         check_content_type("training", {"training": {"ContentType": content_type}})
 

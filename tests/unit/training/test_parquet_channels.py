@@ -110,7 +110,8 @@ def test_an_integer_target_keeps_its_precision_and_a_missing_one_is_named(tmp_pa
 
 def test_categoricals_are_text_as_csv_gives_it(tmp_path):
     root = tmp_path / "training"
-    write(root, "data.parquet", pa.table({"y": [1, 0, 1], "color": pa.array(["red", "blue", "red"]).dictionary_encode()}))
+    colors = pa.array(["red", "blue", "red"]).dictionary_encode()
+    write(root, "data.parquet", pa.table({"y": [1, 0, 1], "color": colors}))
     frame = read_table("training", root).frame
     assert frame["color"].tolist() == ["red", "blue", "red"]
     assert frame["color"].dtype == csv_table(tmp_path, pd.DataFrame({"y": [1], "color": ["red"]}))["color"].dtype
