@@ -14,7 +14,8 @@ With --readers, it measures reading alone instead, side by side in one run: the 
 into the same float32 frame, on a numeric CSV (label first, 20 features, no header) of each size,
 and on the same table as one Parquet file against pandas.read_parquet. Each read runs in a fresh
 process, the readers in turn, `--reps` times; the time is the read's own (imports excluded), the
-peak is the process's own high-water mark (VmHWM). Results in bench/results/training-readers.json.
+peak is the process's own high-water mark (VmHWM); CPU seconds (all threads) are recorded too,
+steadier than wall time on a shared machine. Results in bench/results/training-readers.json.
 
     python bench/training.py --readers [--sizes-mb 250 1500] [--reps 2]
 """
@@ -83,7 +84,7 @@ def measure(command: list[str], env: dict[str, str]) -> dict:
 
 # One read in a fresh process: argv is the reader and the file; prints seconds, peak and shape.
 READ = """
-import json, sys, time
+import json, resource, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd
 reader, path = sys.argv[1], Path(sys.argv[2])
@@ -96,7 +97,10 @@ if reader.startswith("algo/train"):
     from sagemaker_byo.training import channels
 def peak_kb():  # this process's own high-water mark (ru_maxrss would carry the parent's over exec)
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-before = peak_kb()
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+before, cpu_before = peak_kb(), cpu()
 started = time.monotonic()
 if reader == "pandas.read_csv":
     frame = pd.read_csv(path, header=None, dtype=np.float32)
@@ -108,7 +112,7 @@ elif reader == "pandas.read_parquet":
 else:
     frame = channels.read_table("training", path.parent).frame
 seconds = time.monotonic() - started
-print(json.dumps({"seconds": round(seconds, 2),
+print(json.dumps({"seconds": round(seconds, 2), "cpu_seconds": round(cpu() - cpu_before, 2),
                   "peak_rss_mb": round(peak_kb() / 1024, 1),
                   "rss_before_read_mb": round(before / 1024, 1), "shape": list(frame.shape),
                   "frame_mb": round(frame.memory_usage(deep=True).sum() / 2**20, 1),
@@ -161,7 +165,7 @@ def readers(args: argparse.Namespace) -> int:
                     run = read_once(reader, parquet if reader in PARQUET_READERS else csv)
                     runs.setdefault(reader, []).append(run)
                     print(megabytes, reader, json.dumps(run), flush=True)
-            best = {reader: {"seconds": min(r["seconds"] for r in rs), "peak_rss_mb": min(r["peak_rss_mb"] for r in rs)}
+            best = {reader: {key: min(r[key] for r in rs) for key in ("seconds", "cpu_seconds", "peak_rss_mb")}
                     for reader, rs in runs.items()}
             fastest = min(best[r]["seconds"] for r in CSV_READERS[1:])
             leanest = min(best[r]["peak_rss_mb"] for r in CSV_READERS[1:])
@@ -179,6 +183,7 @@ def readers(args: argparse.Namespace) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = {"command": "python bench/training.py " + " ".join(sys.argv[1:]), "cpus": os.cpu_count(),
+              "load_average_at_end": os.getloadavg(),
               "note": "ratios compare the best of the reps; the target is 1.25 or less for each", "sizes": results}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "training-readers.json").write_text(json.dumps(report, indent=2) + "\n")

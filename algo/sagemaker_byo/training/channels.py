@@ -168,6 +168,17 @@ def channel_files(name: str, root: Path, allow_none: bool = False) -> list[Path]
     return files
 
 
+def names_columns(name: str, root: Path, config: dict) -> bool:
+    """Whether the channel's data names its columns whatever `header` says: Parquet, by its
+    ContentType or its files (a target may then be named without header=true)."""
+    content_type = str((config.get(name) or {}).get("ContentType") or "")
+    if content_type.partition(";")[0].strip().lower() == PARQUET_TYPE:
+        return True
+    if input_mode(name, config) == "Pipe" or not root.is_dir():
+        return False
+    return any(_is_parquet(p) for p in channel_files(name, root, allow_none=True)[:1])
+
+
 def _open(source: Path | bytes):
     if isinstance(source, bytes):
         return io.BytesIO(source)

@@ -16,7 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from sagemaker_byo.errors import UserError
-from sagemaker_byo.training.channels import channel_files, check_content_type, read_table, split_target
+from sagemaker_byo.training.channels import (
+    channel_files,
+    check_content_type,
+    names_columns,
+    read_table,
+    split_target,
+)
 
 COLUMNS = {"label": ["a", "b", "a"], "size": [1.5, 2.5, 3.5], "color": ["red", "blue", None], "count": [1, 2, 3]}
 
@@ -194,3 +200,20 @@ def test_parquet_in_pipe_mode_is_refused_by_its_content_type_and_by_its_bytes(tm
     with pytest.raises(UserError, match="is Parquet in Pipe mode"):
         read_table("training", tmp_path / "training", mode="Pipe")
     writer.join(timeout=10)
+
+
+@pytest.mark.parametrize(("config", "files", "named"), [
+    ({"training": {"ContentType": "application/x-parquet"}}, {}, True),
+    ({}, {"a.parquet": True}, True),
+    ({"training": {"ContentType": "text/csv"}}, {"a.csv": False}, False),
+    ({}, {}, False),
+])
+def test_a_parquet_channel_names_its_columns_whatever_header_says(tmp_path, config, files, named):
+    root = tmp_path / "training"
+    root.mkdir()
+    for name, parquet in files.items():
+        if parquet:
+            write(root, name, {"y": [1]})
+        else:
+            (root / name).write_bytes(b"1,2\n")
+    assert names_columns("training", root, config) is named
