@@ -58,6 +58,9 @@ SUPPORTED_CONTENT_TYPES = (CSV_TYPE, PARQUET_TYPE)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 PIPE_OPEN_TIMEOUT = 60  # seconds to wait for SageMaker to create a channel's FIFO
 CHUNK = 8 * 1024 * 1024
+# pyarrow's unit of parallel parsing: 4 times its default, a quarter of the chunks to join into
+# pandas, for a peak about 20 MB higher.
+BLOCK = 4 * 1024 * 1024
 SAMPLE_ROWS = 1000  # the first block that decides a CSV file's column types
 SAMPLE_BYTES = 1024 * 1024  # what the memory estimate reads of a CSV file (decompressed)
 # pandas' missing-value words, so pyarrow reads the same cells as missing.
@@ -377,7 +380,8 @@ def _parse_arrow(source: Path | bytes, header: bool, exact, labelled: bool) -> p
         else:
             stream = pa.input_stream(str(source), compression="gzip" if source.name.lower().endswith(".gz") else None)
         try:
-            table = pa_csv.read_csv(stream, read_options=pa_csv.ReadOptions(autogenerate_column_names=not header),
+            table = pa_csv.read_csv(stream, read_options=pa_csv.ReadOptions(autogenerate_column_names=not header,
+                                                                               block_size=BLOCK),
                                     parse_options=pa_csv.ParseOptions(newlines_in_values=newlines),
                                     convert_options=options)
             break
