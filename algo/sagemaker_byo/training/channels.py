@@ -622,7 +622,7 @@ def _stored(files: list[Path], parquet: bool) -> str:
 
 def _assemble(pieces: list[tuple[str, pa.Table | pd.DataFrame]], name: str, header: bool, parquet: bool) -> Table:
     """One frame from every source's rows, with minimal copies: pyarrow tables are joined without
-    copying and converted once, a column at a time."""
+    copying and converted once."""
     first_source, first = pieces[0]
     for source, piece in pieces[1:]:
         if piece.shape[1] != first.shape[1]:
