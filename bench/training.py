@@ -8,6 +8,16 @@ Wall time and peak resident memory (ru_maxrss of each run's process tree) are re
 wrapper's overhead (checks, float32 columns, metrics, figure, atomic save) is visible.
 
     python bench/training.py [--rows 2000000] [--out bench/results]
+
+With --readers, it measures reading alone instead, side by side in one run: the channel reader of
+`algo/train` (channels.read_table) against pandas.read_csv(dtype=float32) and pyarrow.csv.read_csv
+into the same float32 frame, on a numeric CSV (label first, 20 features, no header) of each size,
+and on the same table as one Parquet file against pandas.read_parquet. Each read runs in a fresh
+process, the readers in turn, `--reps` times; the time is the read's own (imports excluded), the
+peak is the process's own high-water mark (VmHWM); CPU seconds (all threads) are recorded too,
+steadier than wall time on a shared machine. Results in bench/results/training-readers.json.
+
+    python bench/training.py --readers [--sizes-mb 250 1500] [--reps 2]
 """
 
 from __future__ import annotations
@@ -72,11 +82,124 @@ def measure(command: list[str], env: dict[str, str]) -> dict:
     return {"seconds": round(seconds, 1), "peak_rss_mb": round(int(lines[-1]) / 1024, 1), "log_tail": lines[-9:-1]}
 
 
+# One read in a fresh process: argv is the reader and the file; prints seconds, peak and shape.
+READ = """
+import json, resource, sys, time
+from pathlib import Path
+import numpy as np, pandas as pd
+reader, path = sys.argv[1], Path(sys.argv[2])
+if reader == "pyarrow.csv.read_csv":
+    import pyarrow as pa, pyarrow.csv as pa_csv
+    columns = len(path.open().readline().split(","))
+    types = {f"f{i}": pa.float32() for i in range(columns)}
+if reader.startswith("algo/train"):
+    sys.path.insert(0, sys.argv[3])
+    from sagemaker_byo.training import channels
+def peak_kb():  # this process's own high-water mark (ru_maxrss would carry the parent's over exec)
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+before, cpu_before = peak_kb(), cpu()
+started = time.monotonic()
+if reader == "pandas.read_csv":
+    frame = pd.read_csv(path, header=None, dtype=np.float32)
+elif reader == "pyarrow.csv.read_csv":
+    frame = pa_csv.read_csv(path, read_options=pa_csv.ReadOptions(autogenerate_column_names=True),
+                            convert_options=pa_csv.ConvertOptions(column_types=types)).to_pandas()
+elif reader == "pandas.read_parquet":
+    frame = pd.read_parquet(path)
+else:
+    frame = channels.read_table("training", path.parent).frame
+seconds = time.monotonic() - started
+print(json.dumps({"seconds": round(seconds, 2), "cpu_seconds": round(cpu() - cpu_before, 2),
+                  "peak_rss_mb": round(peak_kb() / 1024, 1),
+                  "rss_before_read_mb": round(before / 1024, 1), "shape": list(frame.shape),
+                  "frame_mb": round(frame.memory_usage(deep=True).sum() / 2**20, 1),
+                  "dtypes": sorted(set(map(str, frame.dtypes)))}))
+"""
+CSV_READERS = ("algo/train", "pandas.read_csv", "pyarrow.csv.read_csv")
+PARQUET_READERS = ("algo/train (Parquet)", "pandas.read_parquet")
+
+
+def make_sized(folder: Path, megabytes: int) -> tuple[Path, Path]:
+    """A numeric CSV of about `megabytes` (a 250 MB block written once, repeated) and the same
+    table as one Parquet file, each alone in a folder (the reader reads a channel's folder)."""
+    import pyarrow.csv as pa_csv  # noqa: PLC0415 - only the readers' bench needs it
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    block = folder / "block.csv"
+    if not block.exists():
+        make_data(block, 1_500_000)
+    csv = folder / f"csv-{megabytes}" / "data.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    copies = max(1, round(megabytes * 2**20 / block.stat().st_size))
+    with open(csv, "wb") as out:
+        for _ in range(copies):
+            with open(block, "rb") as source:
+                shutil.copyfileobj(source, out, 16 * 2**20)
+    parquet = folder / f"parquet-{megabytes}" / "data.parquet"
+    parquet.parent.mkdir(parents=True, exist_ok=True)
+    table = pa_csv.read_csv(csv, read_options=pa_csv.ReadOptions(autogenerate_column_names=True))
+    pq.write_table(table, parquet)
+    return csv, parquet
+
+
+def read_once(reader: str, path: Path) -> dict:
+    result = subprocess.run([sys.executable, "-c", READ, reader, str(path), str(REPO / "algo")],
+                            capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0:
+        raise RuntimeError(f"{reader} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def readers(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="bench-readers-"))
+    results = []
+    try:
+        for megabytes in args.sizes_mb:
+            csv, parquet = make_sized(work, megabytes)
+            runs: dict[str, list[dict]] = {}
+            for _ in range(args.reps):
+                for reader in CSV_READERS + PARQUET_READERS:
+                    run = read_once(reader, parquet if reader in PARQUET_READERS else csv)
+                    runs.setdefault(reader, []).append(run)
+                    print(megabytes, reader, json.dumps(run), flush=True)
+            best = {reader: {key: min(r[key] for r in rs) for key in ("seconds", "cpu_seconds", "peak_rss_mb")}
+                    for reader, rs in runs.items()}
+            fastest = min(best[r]["seconds"] for r in CSV_READERS[1:])
+            leanest = min(best[r]["peak_rss_mb"] for r in CSV_READERS[1:])
+            results.append({
+                "csv_mb": round(csv.stat().st_size / 2**20, 1), "parquet_mb": round(parquet.stat().st_size / 2**20, 1),
+                "rows": runs["algo/train"][0]["shape"][0], "columns": runs["algo/train"][0]["shape"][1],
+                "runs": runs, "best": best,
+                "csv_time_ratio": round(best["algo/train"]["seconds"] / fastest, 2),
+                "csv_peak_ratio": round(best["algo/train"]["peak_rss_mb"] / leanest, 2),
+                "parquet_time_ratio": round(best["algo/train (Parquet)"]["seconds"]
+                                            / best["pandas.read_parquet"]["seconds"], 2),
+            })
+            for path in (csv, parquet):
+                shutil.rmtree(path.parent, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = {"command": "python bench/training.py " + " ".join(sys.argv[1:]), "cpus": os.cpu_count(),
+              "load_average_at_end": os.getloadavg(),
+              "note": "ratios compare the best of the reps; the target is 1.25 or less for each", "sizes": results}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "training-readers.json").write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--readers", action="store_true", help="measure reading alone (see the docstring)")
+    parser.add_argument("--sizes-mb", type=int, nargs="+", default=[250, 1500])
+    parser.add_argument("--reps", type=int, default=2)
     args = parser.parse_args()
+    if args.readers:
+        return readers(args)
     work = Path(tempfile.mkdtemp(prefix="bench-training-"))
     base = work / "ml"
     data = base / "input" / "data" / "training"

@@ -153,7 +153,7 @@ def test_missing_channel_folder_is_a_user_error_saying_how_to_fix_it(tmp_path):
         read_table("validation", tmp_path / "validation")
     assert str(raised.value) == (
         f"channel 'validation' is missing: no folder {tmp_path / 'validation'}; give the job a "
-        f"'validation' channel with CSV files in its InputDataConfig"
+        f"'validation' channel with CSV or Parquet files in its InputDataConfig"
     )
 
 
@@ -286,9 +286,10 @@ def test_a_bad_row_is_traced_back_to_its_own_file(tmp_path):
 
 # -- channel files and configuration --------------------------------------------------------------
 
-def test_channel_without_csv_files_lists_what_it_found(tmp_path):
-    root = channel(tmp_path, {"data.parquet": b"PAR1", "notes.txt": b"x"})
-    with pytest.raises(UserError, match=r"has no \.csv or \.csv\.gz files .*\(found: data\.parquet, notes\.txt\)"):
+def test_channel_without_csv_or_parquet_files_lists_what_it_found(tmp_path):
+    root = channel(tmp_path, {"data.json": b"{}", "notes.txt": b"x"})
+    found = r"has no \.csv, \.csv\.gz or Parquet files .*\(found: data\.json, notes\.txt\)"
+    with pytest.raises(UserError, match=found):
         channel_files("training", root)
 
 
@@ -320,12 +321,13 @@ def test_a_label_size_that_is_not_a_count_of_columns_is_a_user_error(value):
         check_content_type("training", {"training": {"ContentType": f"text/csv; label_size={value}"}})
 
 
-@pytest.mark.parametrize("content_type", ["application/x-recordio-protobuf", "application/x-parquet"])
+@pytest.mark.parametrize("content_type", ["application/x-recordio-protobuf", "application/json"])
 def test_other_channel_content_type_is_a_user_error(content_type):
-    expected = f"channel 'training' has ContentType '{content_type}'; this algorithm reads text/csv"
+    expected = (f"channel 'training' has ContentType '{content_type}'; this algorithm reads text/csv, "
+                f"application/x-parquet")
     with pytest.raises(UserError, match=expected):
         check_content_type("training", {"training": {"ContentType": content_type}})
 
 
-def test_only_csv_suffixes_are_read():
-    assert channels.SUFFIXES == (".csv", ".csv.gz")
+def test_only_csv_and_parquet_suffixes_are_read():
+    assert channels.SUFFIXES == (".csv", ".csv.gz", ".parquet", ".parq")
