@@ -84,8 +84,9 @@ def decide(job: Job, catalogue: dict[str, Algorithm]) -> DataPlan:
         check_task(name, algorithm, params["task"])
     unsupervised, labelled = supervision(name, algorithm, params, size, said)
     target = target_spec(params, size, said)
+    named = header or channels.names_columns(TRAINING, job.channel(TRAINING), job.input_data_config)
     for column in target if isinstance(target, list) else [target]:
-        if column is not None and not column.lstrip("-").isdigit() and not header:
+        if column is not None and not column.lstrip("-").isdigit() and not named:
             raise UserError(f"target {column!r} is a column name, which needs header=true; "
                             f"or give the column's 0-based index")
     return DataPlan(
