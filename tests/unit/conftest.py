@@ -111,3 +111,15 @@ def predictor(trained_dir: Path):
         else:
             module = importlib.import_module("predictor")
         yield module
+
+
+@pytest.fixture
+def serve_model(make_client, make_hooks, make_config, predictor):
+    """`serve_model(model, **config)`: a test client of the app the tests' predictor.py builds, around `model`."""
+
+    def build(model, **config):
+        hooks = make_hooks(model, input_fn=predictor.input_fn, predict_fn=predictor.predict_fn,
+                           output_fn=predictor.output_fn)
+        return make_client(hooks, make_config(**config))
+
+    return build

@@ -632,18 +632,6 @@ def test_a_model_of_several_targets_refuses_probabilities_instead_of_answering_a
 # -- the Flask app, with the hooks of algo/predictor.py -----------------------------------------
 
 @pytest.fixture
-def serve_model(make_client, make_hooks, make_config, predictor):
-    """`serve_model(model, **config)`: a test client of the app predictor.py builds, around `model`."""
-
-    def build(model, **config):
-        hooks = make_hooks(model, input_fn=predictor.input_fn, predict_fn=predictor.predict_fn,
-                           output_fn=predictor.output_fn)
-        return make_client(hooks, make_config(**config))
-
-    return build
-
-
-@pytest.fixture
 def rows(iris) -> np.ndarray:
     """Iris rows of every class in a mixed order."""
     features, _ = iris

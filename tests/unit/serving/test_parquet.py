@@ -181,16 +181,6 @@ def test_a_feature_named_twice_is_refused_by_name_when_conformed():
 
 # -- the Flask app, with the hooks of algo/predictor.py -----------------------------------------
 
-@pytest.fixture
-def serve_model(make_client, make_hooks, make_config, predictor):
-    def build(model, **config):
-        hooks = make_hooks(model, input_fn=predictor.input_fn, predict_fn=predictor.predict_fn,
-                           output_fn=predictor.output_fn)
-        return make_client(hooks, make_config(**config))
-
-    return build
-
-
 @pytest.fixture(scope="module")
 def colour_model(iris):
     """Iris with a text column, one-hot encoded, fitted on a DataFrame: a model with named columns."""
