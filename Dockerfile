@@ -109,7 +109,8 @@ LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
 LABEL com.amazonaws.sagemaker.capabilities.multi-models=true
 
 # No ENTRYPOINT: SageMaker's `train` or `serve` argument is the command, found on PATH, and it
-# runs as PID 1 (as root, which SageMaker expects), so it receives SIGTERM itself. Started with
+# runs as PID 1 (as root, which SageMaker expects; any other user works too, also on a read-only
+# root file system: docs/deploying.md), so it receives SIGTERM itself. Started with
 # no command, `start` trains where a training job's /opt/ml/input/config is present and serves
 # otherwise, and replaces itself with that program (see algo/start).
 CMD ["start"]

@@ -349,6 +349,18 @@ def log_resources(config: settings.Serving) -> None:
                  ", ".join(f"{k}={v}" for k, v in threads.items()))
 
 
+def runtime_folder(given: str | None) -> Path:
+    """Where serve and nginx write everything they write: `given` (SAGEMAKER_RUNTIME_DIR), or a fresh
+    folder under the temporary folder (/tmp, or TMPDIR). Never a fixed system path, so serve runs
+    as any user on a read-only root file system. Raises OSError when it is not writable."""
+    path = Path(given) if given else Path(tempfile.mkdtemp(prefix="sagemaker-serve-"))
+    path.mkdir(parents=True, exist_ok=True)
+    if path.stat().st_uid == os.geteuid():
+        path.chmod(0o755)  # as root, nginx's workers run as nobody and must reach the socket
+    tempfile.TemporaryFile(dir=path).close()  # writable, or the error names the folder now
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="serve", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -367,9 +379,13 @@ def main(argv: list[str] | None = None) -> int:
         log.error("bad configuration: %s", error)
         return 2
     given = os.environ.get(settings.RUNTIME_DIR)
-    runtime_dir = Path(given or tempfile.mkdtemp(prefix="sagemaker-serve-"))
-    runtime_dir.mkdir(parents=True, exist_ok=True)
-    runtime_dir.chmod(0o755)  # nginx's workers (user nobody) must reach the socket
+    try:
+        runtime_dir = runtime_folder(given)
+    except OSError as error:
+        log.error("serve needs a writable folder for its sockets, nginx.conf and nginx's temporary files, "
+                  "and has none (%s): on a read-only root file system mount one on /tmp (docker run --tmpfs "
+                  "/tmp), or set %s or TMPDIR to a writable folder", error, settings.RUNTIME_DIR)
+        return 2
     supervisor = Supervisor(config, runtime_dir, use_nginx=not args.no_nginx)
     log.info("serving on port %d with %d workers x %d native threads, timeout %ds, body limit %d MB%s",
              config.port, config.workers, config.threads, config.timeout, config.max_payload_mb,

@@ -91,3 +91,35 @@ def test_asynchronous_inference_limits_reach_nginx_gunicorn_and_the_app_from_one
         [sys.executable, str(GUNICORN_CONF)], env={**os.environ, **env}, capture_output=True, text=True,
         check=True, cwd=GUNICORN_CONF.parent).stdout)
     assert gunicorn["timeout"] == 3600 + settings.WORKER_TIMEOUT_MARGIN  # after nginx's own 504
+
+
+# nginx's directives that name a file it writes (logs, pid, request and response bodies it spools).
+WRITTEN_BY_NGINX = re.compile(r"^\s*(pid|error_log|access_log|\w+_temp_path)\s+(\S+?)[\s;]", re.M)
+
+
+@pytest.mark.parametrize("env", [{}, {"SAGEMAKER_MULTI_MODEL": "true"}, {"MODEL_SERVER_METRICS": "false"}],
+                         ids=["one-model", "multi-model", "no-metrics"])
+def test_every_file_nginx_writes_is_in_the_runtime_folder_so_it_runs_as_any_user_on_a_read_only_root(
+        tmp_path, env):
+    text = render(tmp_path, **env)
+    written = dict(WRITTEN_BY_NGINX.findall(text))
+    assert {"pid", "error_log", "access_log", "client_body_temp_path", "proxy_temp_path"} <= set(written)
+    elsewhere = {directive: path for directive, path in written.items()
+                 if path not in {"stderr", "/dev/stdout"} and not path.startswith(f"{tmp_path / 'run'}/")}
+    assert elsewhere == {}
+    sockets = re.findall(r"unix:([^\s:;]+)", text)
+    assert sockets and all(path.startswith(f"{tmp_path / 'run'}/") for path in sockets)
+
+
+def test_serve_without_a_writable_runtime_folder_exits_2_saying_how_to_give_it_one(tmp_path):
+    """As on a read-only root file system with nothing mounted on /tmp; nothing is started."""
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    env = {**os.environ, "SAGEMAKER_RUNTIME_DIR": str(not_a_folder / "run"),
+           "PYTHONPATH": str(GUNICORN_CONF.parent)}
+    result = subprocess.run([sys.executable, "-c", "import sys\nfrom sagemaker_byo.serving.supervisor import main\n"
+                             "sys.exit(main([]))"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "serve needs a writable folder" in result.stderr
+    assert "--tmpfs /tmp" in result.stderr and "SAGEMAKER_RUNTIME_DIR" in result.stderr
+    assert "Traceback" not in result.stderr and "started gunicorn" not in result.stderr
