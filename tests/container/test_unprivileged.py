@@ -76,7 +76,8 @@ def test_the_user_has_no_name_in_the_image(image):
 
 def test_as_a_user_on_a_read_only_root_train_writes_the_model_root_writes(user_trained_dir, container_trained_dir):
     assert description(user_trained_dir) == description(container_trained_dir)
-    assert sorted(p.name for p in (user_trained_dir / "model").iterdir()) == ["model.joblib", "model.json"]
+    saved = sorted(p.name for p in (user_trained_dir / "model").iterdir())
+    assert saved == ["model.joblib", "model.json", "model.skops"]
     assert all(p.stat().st_uid == UID for p in (user_trained_dir / "model").iterdir())
     assert not (user_trained_dir / "output" / "failure").exists()
 
